@@ -1,0 +1,12 @@
+"""keras-instance: Dual-Path Convolutional Image-Text Embeddings with Instance Loss, in Keras 3.
+
+Importing the package registers its custom layers with Keras, so saved models load with
+`keras.models.load_model` (safe_mode on) after `import keras_instance`.
+"""
+from keras_instance import backbones as _backbones  # noqa: F401  (registers PixelPreprocess)
+from keras_instance import text_branch as _text_branch  # noqa: F401  (registers WordEmbedding)
+from keras_instance.config import Config
+from keras_instance.model import DualPath, build_dual_path
+
+__all__ = ["Config", "DualPath", "build_dual_path"]
+__version__ = "0.1.0"

@@ -1,0 +1,115 @@
+"""Command-line flags shared by the programs (train, evaluate), turned into a `Config`.
+
+One set of flags for every program, so a single `--flagfile` (configs/*.flags) drives the whole
+workflow. The library never reads these: programs call `config_from_flags()` and pass the result.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from absl import flags
+
+from keras_instance.config import DEFAULT_LR_MULTIPLIERS, Config
+
+_D = Config()
+
+# Data
+flags.DEFINE_string("dataset", _D.dataset,
+                    "demo | flickr8k | flickr30k | coco | cuhk_pedes | karpathy | manifest")
+flags.DEFINE_string("data_dir", _D.data_dir, "Dataset folder (or manifest .jsonl for 'manifest').")
+flags.DEFINE_string("workdir", _D.workdir, "Run folder: config, vocabulary, checkpoints, logs.")
+flags.DEFINE_integer("max_length", _D.max_length, "Words kept per sentence (CUHK-PEDES: 56).")
+flags.DEFINE_integer("min_word_count", _D.min_word_count, "Vocabulary: minimum training count.")
+flags.DEFINE_enum("unknown_words", _D.unknown_words, ["drop", "unk"],
+                  "Words outside the vocabulary: dropped (paper) or mapped to <unk>.")
+flags.DEFINE_string("word2vec", None, "Pretrained vectors (.bin/.txt/.kv); unset: train on captions.")
+flags.DEFINE_integer("word_dim", _D.word_dim, "Word vector size.")
+# Image branch
+flags.DEFINE_string("backbone", _D.backbone, "resnet50 | resnet152 | vgg19 | mobilenet_v2 | tiny_cnn")
+flags.DEFINE_string("backbone_weights", _D.backbone_weights,
+                    "'imagenet' (download), a weights-file path (offline), or 'none'.")
+flags.DEFINE_integer("image_size", _D.image_size, "Square input size in pixels.")
+flags.DEFINE_list("image_head_units", list(map(str, _D.image_head_units)),
+                  "Hidden fc widths of the image head before the embedding fc.")
+flags.DEFINE_boolean("random_flip", _D.random_flip, "Random horizontal flips in training.")
+flags.DEFINE_list("crop_scale", list(map(str, _D.crop_scale)), "Random crop side range.")
+# Text branch
+flags.DEFINE_list("text_widths", list(map(str, _D.text_widths)), "Output width of each stage.")
+flags.DEFINE_list("text_blocks", list(map(str, _D.text_blocks)), "Residual blocks per stage.")
+flags.DEFINE_enum("text_pooling", _D.text_pooling, ["max", "avg"], "Pooling over positions.")
+flags.DEFINE_integer("embed_dim", _D.embed_dim, "Joint embedding size (fc width of both heads).")
+flags.DEFINE_float("dropout", _D.dropout, "Drop probability (Flickr30k 0.75, COCO 0.5, CUHK 0.8).")
+flags.DEFINE_boolean("position_shift", _D.position_shift, "Position Shift augmentation.")
+flags.DEFINE_boolean("sync_batchnorm", _D.sync_batchnorm,
+                     "Batch statistics over all replicas (heads, text CNN, tiny_cnn).")
+# Losses
+flags.DEFINE_list("loss_weights", None, "rank,image,text; unset: Stage I 0,1,1, Stage II 2,1,0.1.")
+flags.DEFINE_float("margin", _D.margin, "Ranking loss margin.")
+flags.DEFINE_enum("negatives", _D.negatives, ["hardest_in_batch", "hardest_of_pool"],
+                  "Ranking negatives: in-batch hardest, or the paper's hardest of a caption pool.")
+flags.DEFINE_integer("negative_pool", _D.negative_pool, "Pool size for hardest_of_pool.")
+# Optimisation
+flags.DEFINE_enum("optimizer", _D.optimizer, ["sgd"], "SGD with Nesterov momentum.")
+flags.DEFINE_string("lr_schedule", None, "'lr:epochs,...' for the stage being trained.")
+flags.DEFINE_string("stage1_lr_schedule", _D.stage1_lr_schedule, "Stage I schedule.")
+flags.DEFINE_string("stage2_lr_schedule", _D.stage2_lr_schedule, "Stage II schedule.")
+flags.DEFINE_list("lr_multipliers", [],
+                  "Overrides of group=multiplier; groups: " + ", ".join(DEFAULT_LR_MULTIPLIERS))
+flags.DEFINE_float("weight_decay", _D.weight_decay, "L2 weight decay on kernels.")
+flags.DEFINE_float("momentum", _D.momentum, "SGD momentum.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split over replicas).")
+flags.DEFINE_boolean("stage1_freeze_backbone", _D.stage1_freeze_backbone,
+                     "Freeze the image backbone in Stage I (paper: yes).")
+flags.DEFINE_string("feature_cache", None, "Stage I: cache frozen backbone features in this folder.")
+flags.DEFINE_integer("cache_views", _D.cache_views, "Augmented views per image in the cache.")
+flags.DEFINE_integer("seed", _D.seed, "Seed of every random choice.")
+# Evaluation
+flags.DEFINE_enum("protocol", _D.protocol, ["1k", "coco_1k", "coco_5k", "cuhk"], "Test protocol.")
+flags.DEFINE_boolean("test_flip_sum", _D.test_flip_sum, "Sum image features with the mirror image.")
+flags.DEFINE_boolean("test_shift_sum", _D.test_shift_sum, "Sum text features over all shifts.")
+flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Images per evaluation batch.")
+# Distribution
+flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "multi_worker", "one_device"],
+                  "tf.distribute strategy (mirrored: all visible GPUs).")
+flags.DEFINE_integer("num_cpu_replicas", 0, "Without GPUs: split the CPU into N logical replicas.")
+
+FLAGS = flags.FLAGS
+
+
+def _multipliers(overrides: list[str]) -> dict:
+    out = dict(DEFAULT_LR_MULTIPLIERS)
+    for item in overrides:
+        group, _, value = item.partition("=")
+        if group not in out or not value:
+            raise flags.ValidationError(
+                f"--lr_multipliers item {item!r}: expected group=value with group in "
+                f"{', '.join(out)}")
+        out[group] = float(value)
+    return out
+
+
+def config_from_flags() -> Config:
+    weights = FLAGS.backbone_weights
+    return dataclasses.replace(
+        _D,
+        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, workdir=FLAGS.workdir,
+        max_length=FLAGS.max_length, min_word_count=FLAGS.min_word_count,
+        unknown_words=FLAGS.unknown_words, word2vec=FLAGS.word2vec, word_dim=FLAGS.word_dim,
+        backbone=FLAGS.backbone,
+        backbone_weights=None if (weights or "none").lower() == "none" else weights,
+        image_size=FLAGS.image_size, image_head_units=tuple(map(int, FLAGS.image_head_units)),
+        random_flip=FLAGS.random_flip, crop_scale=tuple(map(float, FLAGS.crop_scale)),
+        text_widths=tuple(map(int, FLAGS.text_widths)),
+        text_blocks=tuple(map(int, FLAGS.text_blocks)), text_pooling=FLAGS.text_pooling,
+        embed_dim=FLAGS.embed_dim, dropout=FLAGS.dropout, position_shift=FLAGS.position_shift,
+        sync_batchnorm=FLAGS.sync_batchnorm,
+        loss_weights=tuple(map(float, FLAGS.loss_weights)) if FLAGS.loss_weights else None,
+        margin=FLAGS.margin, negatives=FLAGS.negatives, negative_pool=FLAGS.negative_pool,
+        optimizer=FLAGS.optimizer, lr_schedule=FLAGS.lr_schedule,
+        stage1_lr_schedule=FLAGS.stage1_lr_schedule, stage2_lr_schedule=FLAGS.stage2_lr_schedule,
+        lr_multipliers=_multipliers(FLAGS.lr_multipliers), weight_decay=FLAGS.weight_decay,
+        momentum=FLAGS.momentum, batch_size=FLAGS.batch_size,
+        stage1_freeze_backbone=FLAGS.stage1_freeze_backbone, feature_cache=FLAGS.feature_cache,
+        cache_views=FLAGS.cache_views, seed=FLAGS.seed, protocol=FLAGS.protocol,
+        test_flip_sum=FLAGS.test_flip_sum, test_shift_sum=FLAGS.test_shift_sum,
+        eval_batch_size=FLAGS.eval_batch_size)

@@ -1,0 +1,124 @@
+"""Experiment configuration as plain code: one dataclass, written to `<workdir>/config.json`.
+
+The library takes a `Config`; only the absl programs turn flags into one. Stage-dependent values
+(learning-rate schedule, loss weights) follow METHOD.md unless set explicitly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+# METHOD.md, "Shared classifier and losses": rank : image : text.
+STAGE_LOSS_WEIGHTS = {1: (0.0, 1.0, 1.0), 2: (2.0, 1.0, 0.1)}
+CUHK_STAGE2_LOSS_WEIGHTS = (2.0, 1.0, 0.5)
+
+# METHOD.md, "Optimisation": multipliers of the global learning rate.
+DEFAULT_LR_MULTIPLIERS = {
+    "new": 0.1,          # layers this project adds (heads, text CNN)
+    "classifier": 0.01,  # the shared instance classifier W
+    "word": 0.001,       # first text layer, initialised from word2vec
+    "bn_gamma": 0.2,
+    "bn_beta": 0.1,
+    "backbone": 0.001,   # Stage II only: effective 1e-4 at global 0.1
+}
+
+
+@dataclasses.dataclass
+class Config:
+    # Data
+    dataset: str = "demo"
+    data_dir: str = "data/demo"
+    workdir: str = "runs/demo"
+    max_length: int = 32
+    min_word_count: int = 1
+    unknown_words: str = "drop"           # "drop" (paper) or "unk"
+    word2vec: Optional[str] = None        # pretrained vectors (.bin/.txt/.kv); None → train on captions
+    word_dim: int = 300
+    # Image branch
+    backbone: str = "resnet50"
+    backbone_weights: Optional[str] = "imagenet"   # "imagenet", a weights-file path, or None
+    image_size: int = 224
+    image_head_units: tuple = (2048,)      # hidden fc widths before the embedding fc (VGG19: 4096)
+    random_flip: bool = True
+    crop_scale: tuple = (0.8, 1.0)
+    # Text branch
+    text_widths: tuple = (256, 512, 1024, 2048)
+    text_blocks: tuple = (3, 4, 6, 1)
+    text_pooling: str = "max"
+    embed_dim: int = 2048
+    dropout: float = 0.75
+    position_shift: bool = True
+    sync_batchnorm: bool = True             # BN statistics over the global batch, as on one device
+    # Losses
+    loss_weights: Optional[tuple] = None   # rank, image, text; None → per-stage defaults
+    margin: float = 1.0
+    negatives: str = "hardest_of_pool"      # or "hardest_in_batch"
+    negative_pool: int = 256
+    # Optimisation
+    optimizer: str = "sgd"
+    lr_schedule: Optional[str] = None       # "lr:epochs,lr:epochs"; None → per-stage defaults
+    stage1_lr_schedule: str = "0.1:240"
+    stage2_lr_schedule: str = "0.1:40,0.01:20"
+    lr_multipliers: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_LR_MULTIPLIERS))
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    batch_size: int = 32
+    stage1_freeze_backbone: bool = True
+    feature_cache: Optional[str] = None     # Stage I: train from cached backbone features
+    cache_views: int = 1                    # augmented views per image in the cache
+    seed: int = 0
+    # Evaluation
+    protocol: str = "1k"
+    test_flip_sum: bool = True
+    test_shift_sum: bool = True
+    eval_batch_size: int = 64
+
+    def loss_weights_for(self, stage: int) -> tuple:
+        if self.loss_weights is not None:
+            return tuple(self.loss_weights)
+        if stage == 2 and self.dataset == "cuhk_pedes":
+            return CUHK_STAGE2_LOSS_WEIGHTS
+        return STAGE_LOSS_WEIGHTS[stage]
+
+    def schedule_for(self, stage: int) -> list[tuple[float, int]]:
+        text = self.lr_schedule or (self.stage1_lr_schedule if stage == 1 else self.stage2_lr_schedule)
+        return parse_schedule(text)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def save(self, workdir: Optional[str] = None) -> str:
+        path = os.path.join(workdir or self.workdir, "config.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def load(cls, workdir: str) -> "Config":
+        path = os.path.join(workdir, "config.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: train a model into this workdir first "
+                                    "(python -m keras_instance.train --workdir ...)")
+        with open(path) as f:
+            raw = json.load(f)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+        return cls(**kwargs)
+
+
+def parse_schedule(text: str) -> list[tuple[float, int]]:
+    """"0.1:40,0.01:20" → [(0.1, 40), (0.01, 20)]: learning rate and its number of epochs."""
+    pieces = []
+    for part in text.split(","):
+        try:
+            lr, epochs = part.split(":")
+            pieces.append((float(lr), int(epochs)))
+        except ValueError:
+            raise ValueError(f"bad learning-rate schedule {text!r}: expected 'lr:epochs' pieces "
+                             "joined by commas, e.g. '0.1:40,0.01:20'") from None
+    if not pieces or any(e <= 0 or lr <= 0 for lr, e in pieces):
+        raise ValueError(f"bad learning-rate schedule {text!r}: rates and epochs must be positive")
+    return pieces

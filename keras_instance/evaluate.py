@@ -1,0 +1,38 @@
+"""Evaluate a trained workdir: `python -m keras_instance.evaluate --workdir=runs/demo --split=test`.
+
+Uses the workdir's saved config (architecture, vocabulary, dataset); the evaluation flags
+(--protocol, --test_flip_sum, --test_shift_sum, --eval_batch_size) may override it.
+Prints the recall table and writes <workdir>/eval_<split>.json.
+"""
+import dataclasses
+
+from absl import app, flags
+
+from keras_instance import cli_flags
+
+flags.DEFINE_string("split", "test", "Which split to evaluate: test or val.")
+FLAGS = flags.FLAGS
+_EVAL_FLAGS = ("protocol", "test_flip_sum", "test_shift_sum", "eval_batch_size")
+
+
+def main(argv):
+    del argv
+    from keras_instance import evaluation, retrieval, text, training
+    from keras_instance.config import Config
+    config = Config.load(FLAGS.workdir)
+    overrides = {name: getattr(FLAGS, name) for name in _EVAL_FLAGS if FLAGS[name].present}
+    config = dataclasses.replace(config, **overrides)
+    stage, weights = training.latest_weights(config.workdir)
+    dual = training.build_for_workdir(config, backbone_weights=None)
+    dual.full_model().load_weights(weights)
+    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    records = training.load_records(config)
+    result = evaluation.evaluate_split(config, dual, vocab, records, FLAGS.split)
+    result["stage"] = stage
+    print(f"\n{config.dataset} {FLAGS.split} split, Stage {stage} model ({weights})")
+    print(retrieval.format_table(result))
+    print(f"written: {evaluation.write_result(result, config.workdir, FLAGS.split)}")
+
+
+if __name__ == "__main__":
+    app.run(main)

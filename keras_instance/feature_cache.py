@@ -1,0 +1,87 @@
+"""Stage I feature cache: the frozen backbone's outputs, computed once instead of every epoch.
+
+In Stage I the backbone never changes, yet the authors' code recomputes it for hundreds of
+epochs. Here it runs once over K views of every image (view 0: the whole image; views 1..K−1:
+random crops and flips as in training), and Stage I trains the head, text CNN and classifier
+from the stored arrays. The file name carries everything the features depend on, so a changed
+backbone, weight file, size, view count or image list never reuses a stale cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_instance.data import pipeline
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """Hash of the backbone's actual weight values: a random init never matches another's cache."""
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return h.hexdigest()
+
+
+def cache_key(image_paths, backbone: keras.Model, image_size: int, views: int, flip: bool,
+              crop_scale, seed: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([backbone.name, weights_fingerprint(backbone), image_size, views, flip,
+                         list(crop_scale), seed]).encode())
+    for p in image_paths:
+        h.update(str(p).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def compute_features(backbone: keras.Model, image_paths, image_size: int, views: int = 1,
+                     flip: bool = True, crop_scale=(0.8, 1.0), seed: int = 0,
+                     batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """[N, views, D] float32 backbone outputs: view 0 the whole image, then augmented views."""
+    paths = tf.constant([str(p) for p in image_paths])
+
+    def load(index, rng):
+        image = pipeline.decode_image(tf.io.read_file(paths[index]))
+        whole = tf.image.resize(image, [image_size, image_size])
+        out = [whole]
+        seeds = tf.random.experimental.stateless_split(tf.cast(rng, tf.int64), max(views, 1))
+        for v in range(1, views):
+            out.append(pipeline.augment(image, image_size, seeds[v], flip, crop_scale))
+        return tf.stack(out)
+
+    ds = tf.data.Dataset.zip(tf.data.Dataset.range(len(image_paths)),
+                             tf.data.Dataset.random(seed=seed).batch(2))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(max(batch_size // views, 1))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    predict = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
+    bar = keras.utils.Progbar(len(image_paths), unit_name="image") if progress else None
+    chunks = []
+    for batch in ds:
+        n = tf.shape(batch)[0]
+        flat = tf.reshape(batch, [-1, image_size, image_size, 3])
+        feats = predict(flat).numpy()
+        chunks.append(feats.reshape(int(n), views, -1))
+        if bar:
+            bar.add(int(n))
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def cached_features(cache_dir: str, backbone: keras.Model, backbone_name: str,
+                    image_paths, image_size: int, views: int = 1, flip: bool = True,
+                    crop_scale=(0.8, 1.0), seed: int = 0) -> np.ndarray:
+    """Load the features for these settings from `cache_dir`, computing and storing them once."""
+    key = cache_key(image_paths, backbone, image_size, views, flip, crop_scale, seed)
+    path = os.path.join(cache_dir, f"{backbone_name}_{image_size}px_{views}views_{key}.npy")
+    if os.path.exists(path):
+        print(f"feature cache: loading {path}")
+        return np.load(path)
+    print(f"feature cache: computing {views} view(s) of {len(image_paths)} images → {path}")
+    features = compute_features(backbone, image_paths, image_size, views, flip, crop_scale, seed)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = path + ".tmp.npy"
+    np.save(tmp, features)
+    os.replace(tmp, path)  # a half-written cache is never picked up
+    return features

@@ -1,0 +1,23 @@
+"""Train one stage: `python -m keras_instance.train --flagfile=configs/demo.flags --stage=1`.
+
+Rerun the same command after an interruption: it resumes from the last finished epoch.
+"""
+from absl import app, flags
+
+from keras_instance import cli_flags
+
+flags.DEFINE_integer("stage", 1, "1: instance loss, backbone frozen; 2: + ranking loss, all layers.")
+
+
+def main(argv):
+    del argv
+    from keras_instance import distribute  # noqa: logical devices must precede any TF op
+    distribute.use_cpu_replicas(cli_flags.FLAGS.num_cpu_replicas)
+    from keras_instance import training
+    config = cli_flags.config_from_flags()
+    strategy = distribute.make_strategy(cli_flags.FLAGS.strategy, cli_flags.FLAGS.num_cpu_replicas)
+    training.train(config, cli_flags.FLAGS.stage, strategy)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,168 @@
+"""Two-stage training (METHOD.md, "Optimisation"), resumable, under any tf.distribute strategy.
+
+Workdir layout (see WORKSPACE.md):
+  config.json, vocab.txt, meta.json         what evaluation and export rebuild the model from
+  stage1/, stage2/                          one folder per stage:
+    backup/                                 per-epoch state; a rerun resumes from it
+    logs/                                   TensorBoard
+    log.csv                                 the training curve
+    final.weights.h5                        the finished stage (Stage II starts from Stage I's)
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_instance import feature_cache, text, word2vec
+from keras_instance.config import Config
+from keras_instance.data import readers
+from keras_instance.data.pipeline import TrainingSet, train_dataset
+from keras_instance.data.records import split_records
+from keras_instance.model import DualPath, build_dual_path
+from keras_instance.trainer import InstanceTrainer
+
+
+def stage_dir(workdir: str, stage: int) -> str:
+    return os.path.join(workdir, f"stage{stage}")
+
+
+def final_weights_path(workdir: str, stage: int) -> str:
+    return os.path.join(stage_dir(workdir, stage), "final.weights.h5")
+
+
+def latest_weights(workdir: str) -> tuple[int, str]:
+    """(stage, path) of the most advanced finished stage in `workdir`."""
+    for stage in (2, 1):
+        path = final_weights_path(workdir, stage)
+        if os.path.exists(path):
+            return stage, path
+    raise FileNotFoundError(f"no finished training stage in {workdir!r} (looked for "
+                            f"{final_weights_path(workdir, 1)}); run keras_instance.train first")
+
+
+def prepare_vocabulary(config: Config, train_records, log=print) -> tuple[text.Vocabulary, np.ndarray | None]:
+    """The workdir's vocabulary (built once, then reused) and, when new, word2vec init weights."""
+    path = text.vocab_path(config.workdir)
+    if os.path.exists(path):
+        return text.Vocabulary.load(path), None
+    tokenized = text.tokenize_py([c for r in train_records for c in r.captions])
+    if config.word2vec:
+        vectors = word2vec.load_word2vec(config.word2vec)
+        allowed = set(vectors.key_to_index) if config.unknown_words == "drop" else None
+    else:
+        vectors = word2vec.train_word2vec(tokenized, config.word_dim, config.seed,
+                                          min_count=config.min_word_count)
+        allowed = None
+    vocab = text.Vocabulary.build(tokenized, config.min_word_count,
+                                  use_unk=config.unknown_words == "unk", allowed=allowed)
+    matrix, missing = word2vec.embedding_matrix(vocab, vectors, config.word_dim, config.seed)
+    log(f"vocabulary: {len(vocab)} entries ({missing} without word2vec vectors, initialised "
+        "from the vectors' mean/std)")
+    os.makedirs(config.workdir, exist_ok=True)
+    vocab.save(path)
+    return vocab, matrix
+
+
+def load_records(config: Config):
+    return readers.read_dataset(config.dataset, config.data_dir)
+
+
+def build_for_workdir(config: Config, backbone_weights="config") -> DualPath:
+    """The model as `meta.json` sized it (evaluation/export: weights come from the checkpoint)."""
+    with open(os.path.join(config.workdir, "meta.json")) as f:
+        meta = json.load(f)
+    return build_dual_path(config, meta["num_classes"], meta["vocab_size"], backbone_weights)
+
+
+def make_optimizer(config: Config, stage: int, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    schedule = config.schedule_for(stage)
+    boundaries, total = [], 0
+    for _, epochs in schedule[:-1]:
+        total += epochs
+        boundaries.append(total * steps_per_epoch)
+    lr = (keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, [r for r, _ in schedule])
+          if boundaries else schedule[0][0])
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True)
+    raise ValueError(f"unknown optimizer {config.optimizer!r} (supported: sgd)")
+
+
+def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = None,
+          verbose: int | str = "auto", log=print, callbacks=()) -> dict:
+    """Train one stage into `config.workdir`; returns a summary. Rerunning resumes or skips."""
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2, got {stage}")
+    strategy = strategy or tf.distribute.get_strategy()
+    final_path = final_weights_path(config.workdir, stage)
+    if os.path.exists(final_path):
+        log(f"stage {stage} already finished: {final_path} (delete it to train again)")
+        return {"stage": stage, "skipped": True, "weights": final_path}
+    if stage == 2 and not os.path.exists(final_weights_path(config.workdir, 1)):
+        raise FileNotFoundError(f"Stage II starts from Stage I, but {final_weights_path(config.workdir, 1)} "
+                                "does not exist: run --stage=1 first")
+    keras.utils.set_random_seed(config.seed + stage)  # weight init, dropout: reproducible runs
+    records = load_records(config)
+    train_records = split_records(records, "train")
+    vocab, word_matrix = prepare_vocabulary(config, train_records, log)
+    data = TrainingSet.from_records(train_records, vocab, config.max_length)
+    meta = {"num_classes": data.num_classes, "vocab_size": len(vocab),
+            "num_train_images": len(train_records), "num_train_captions": len(data.caption_classes)}
+    config.save()
+    with open(os.path.join(config.workdir, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+
+    frozen = stage == 1 and config.stage1_freeze_backbone
+    use_cache = frozen and bool(config.feature_cache)
+    global_batch = config.batch_size
+    steps = len(train_records) // global_batch
+    with strategy.scope():
+        dual = build_dual_path(config, data.num_classes, len(vocab),
+                               backbone_weights="config" if stage == 1 else None)
+        if stage == 1 and word_matrix is not None:
+            dual.text_encoder.get_layer("word_embedding").embeddings.assign(word_matrix)
+        if stage == 2:
+            dual.full_model().load_weights(final_weights_path(config.workdir, 1))
+        dual.backbone.trainable = not frozen
+        trainer = InstanceTrainer(
+            dual, from_features=use_cache, loss_weights=config.loss_weights_for(stage),
+            margin=config.margin, negatives=config.negatives,
+            lr_multipliers=config.lr_multipliers, weight_decay=config.weight_decay)
+        trainer.compile(optimizer=make_optimizer(config, stage, steps))
+
+    features = None
+    if use_cache:
+        features = feature_cache.cached_features(
+            config.feature_cache, dual.backbone, config.backbone, data.image_paths, config.image_size, config.cache_views, config.random_flip,
+            config.crop_scale, config.seed)
+    negatives_pool = config.negative_pool if (config.negatives == "hardest_of_pool"
+                                              and config.loss_weights_for(stage)[0]) else 0
+    ds = train_dataset(data, global_batch, config.seed + stage, image_size=config.image_size,
+                       features=features, flip=config.random_flip, crop_scale=config.crop_scale,
+                       shift=config.position_shift, pool_size=negatives_pool)
+    epochs = sum(e for _, e in config.schedule_for(stage))
+    folder = stage_dir(config.workdir, stage)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(folder, "backup"), delete_checkpoint=False),
+        keras.callbacks.TensorBoard(os.path.join(folder, "logs"), write_graph=False),
+        keras.callbacks.CSVLogger(os.path.join(folder, "log.csv"), append=True),
+        *callbacks,
+    ]
+    log(f"stage {stage}: {len(train_records)} images, {data.num_classes} classes, {epochs} epochs "
+        f"× {steps} steps, {strategy.num_replicas_in_sync} replica(s), backbone "
+        f"{'frozen' + (' (cached features)' if use_cache else '') if frozen else 'trainable'}, "
+        f"loss weights rank:image:text = {config.loss_weights_for(stage)}")
+    start = time.time()
+    history = trainer.fit(ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    seconds = time.time() - start
+    dual.full_model().save_weights(final_path)
+    summary = {"stage": stage, "epochs": epochs, "seconds": round(seconds, 1), "weights": final_path,
+               "final": {k: float(v[-1]) for k, v in history.history.items() if v}}
+    with open(os.path.join(folder, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    log(f"stage {stage} finished in {seconds:.0f} s → {final_path}")
+    return summary

@@ -1,0 +1,27 @@
+"""keras-instance: Dual-Path Convolutional Image-Text Embeddings with Instance Loss in Keras 3."""
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-instance",
+    version="0.1.0",
+    description=("Dual-path CNN image-text embeddings with instance loss "
+                 "(Zheng et al., arXiv 1711.05535) for TensorFlow/Keras 3"),
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["keras_instance", "keras_instance.*"]),
+    package_data={"keras_instance": ["configs/*.flags"]},
+    install_requires=[
+        "tensorflow==2.21.0",
+        "keras==3.15.1",
+        "tensorflow-text==2.21.1",
+        "tensorflow-serving-api==2.21.0",
+        "gensim==4.4.0",
+        "absl-py==2.5.1",
+        "tensorboard==2.21.0",
+        "numpy==2.4.6",
+        "scipy==1.17.1",
+        "pillow==13.0.0",
+        "protobuf==7.36.2",
+        "grpcio==1.85.3",
+    ],
+    extras_require={"dev": ["pytest==9.2.0"]},
+)

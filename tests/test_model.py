@@ -1,0 +1,346 @@
+"""Dual-path model on tiny sizes: shared classifier, causal text CNN, backbones, trainer groups."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_instance import trainer as trainer_mod
+from keras_instance.backbones import PixelPreprocess, build_backbone
+from keras_instance.config import Config
+from keras_instance.model import build_dual_path, build_text_encoder
+from keras_instance.text_branch import WordEmbedding
+
+MOBILENET_WEIGHTS = (Path(__file__).resolve().parents[1].parent
+                     / "shared/weights/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5")
+
+EMBED, CLASSES, VOCAB, LENGTH = 16, 5, 20, 8
+
+
+def tiny_config(**overrides):
+    fields = dict(backbone="tiny_cnn", backbone_weights=None, image_size=32,
+                  image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
+                  embed_dim=EMBED, word_dim=8, max_length=LENGTH, dropout=0.5)
+    fields.update(overrides)
+    return Config(**fields)
+
+
+@pytest.fixture(scope="module")
+def dual():
+    keras.utils.set_random_seed(0)
+    return build_dual_path(tiny_config(), CLASSES, VOCAB, backbone_weights=None)
+
+
+def random_inputs(batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"image": rng.uniform(0, 255, size=(batch, 32, 32, 3)).astype(np.float32),
+            "tokens": rng.integers(1, VOCAB, size=(batch, LENGTH)).astype(np.int32)}
+
+
+# ----------------------------------------------------------------------------- shared classifier
+
+@pytest.mark.parametrize("from_features", [False, True])
+def test_training_model_has_one_shared_classifier(dual, from_features):
+    model = dual.training_model(from_features=from_features)
+    w = [v for v in model.variables if tuple(v.shape) == (EMBED, CLASSES)]
+    assert len(w) == 1
+    assert w[0] is dual.classifier.kernel
+    assert not dual.classifier.use_bias
+
+
+def test_changing_classifier_changes_both_branches(dual):
+    model = dual.training_model()
+    x = random_inputs()
+    out = model(x, training=False)
+    w = dual.classifier.kernel.numpy()
+    # Logits are exactly feature · W for both branches (no bias, dropout off at inference).
+    np.testing.assert_allclose(out["image_logits"], out["image_relu"].numpy() @ w,
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["text_logits"], out["text_relu"].numpy() @ w,
+                               rtol=1e-4, atol=1e-5)
+    try:
+        dual.classifier.kernel.assign(w + 1.0)
+        new = model(x, training=False)
+        for branch in ("image", "text"):
+            delta = new[f"{branch}_logits"].numpy() - out[f"{branch}_logits"].numpy()
+            expected = out[f"{branch}_relu"].numpy().sum(axis=1, keepdims=True)  # feature · 1
+            np.testing.assert_allclose(delta, np.repeat(expected, CLASSES, axis=1),
+                                       rtol=1e-4, atol=1e-4)
+            assert np.abs(delta).max() > 1e-3
+            np.testing.assert_array_equal(new[f"{branch}_relu"], out[f"{branch}_relu"])
+    finally:
+        dual.classifier.kernel.assign(w)
+
+
+def test_training_model_outputs(dual):
+    out = dual.training_model()(random_inputs(batch=2), training=False)
+    assert set(out) == {"image_logits", "text_logits", "image_relu", "text_relu"}
+    assert tuple(out["image_logits"].shape) == (2, CLASSES)
+    assert tuple(out["text_logits"].shape) == (2, CLASSES)
+    assert tuple(out["image_relu"].shape) == (2, EMBED)
+    assert float(tf.reduce_min(out["text_relu"])) >= 0.0
+
+
+# ----------------------------------------------------------------------------- text branch
+
+def test_one_by_two_conv_is_causal(dual):
+    enc = dual.text_encoder
+    probe = keras.Model(enc.input, enc.get_layer("text_s1b1_b_bn").output)
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(1, VOCAB, size=(8, LENGTH)).astype(np.int32)
+    t = 4
+    changed = tokens.copy()
+    changed[:, t] = (tokens[:, t] % (VOCAB - 1)) + 1  # a different non-padding id
+    assert np.all(changed[:, t] != tokens[:, t])
+    a = probe(tokens, training=False).numpy()
+    b = probe(changed, training=False).numpy()
+    assert a.shape[1] == LENGTH
+    np.testing.assert_array_equal(a[:, :t], b[:, :t])            # nothing before t sees t
+    np.testing.assert_array_equal(a[:, t + 2:], b[:, t + 2:])    # kernel spans t−1 and t only
+    assert np.abs(a[:, t] - b[:, t]).max() > 1e-6                # position t sees itself
+    assert np.abs(a[:, t + 1] - b[:, t + 1]).max() > 1e-6        # t+1 sees its left neighbour
+
+
+def test_word_embedding_padding_is_bias():
+    layer = WordEmbedding(6, 4)
+    layer.build((None, 3))
+    emb = np.arange(24, dtype=np.float32).reshape(6, 4) / 10
+    bias = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    layer.embeddings.assign(emb)
+    layer.bias.assign(bias)
+    out = layer(np.array([[0, 3, 0], [5, 0, 1]], np.int32)).numpy()
+    np.testing.assert_array_equal(out[0, 0], bias)
+    np.testing.assert_array_equal(out[0, 2], bias)
+    np.testing.assert_array_equal(out[1, 1], bias)
+    np.testing.assert_allclose(out[0, 1], emb[3] + bias, rtol=1e-6)
+    np.testing.assert_allclose(out[1, 0], emb[5] + bias, rtol=1e-6)
+    np.testing.assert_allclose(out[1, 2], emb[1] + bias, rtol=1e-6)
+    assert WordEmbedding.from_config(layer.get_config()).vocab_size == 6
+
+
+def test_stages_two_and_three_halve_the_length():
+    enc = build_text_encoder(VOCAB, 16, 8, (8, 16, 16, 32), (2, 2, 1, 2), "max", EMBED, 0.1)
+    length = {name: enc.get_layer(name).output.shape[1] for name in
+              ("word_bn", "text_s1b1_out", "text_s1b2_out", "text_s2b1_out", "text_s2b2_out",
+               "text_s3b1_out", "text_s4b1_out", "text_s4b2_out")}
+    assert length == {"word_bn": 16, "text_s1b1_out": 16, "text_s1b2_out": 16,
+                      "text_s2b1_out": 8, "text_s2b2_out": 8, "text_s3b1_out": 4,
+                      "text_s4b1_out": 4, "text_s4b2_out": 4}
+    widths = {name: enc.get_layer(name).output.shape[-1] for name in
+              ("text_s1b1_out", "text_s2b1_out", "text_s3b1_out", "text_s4b1_out")}
+    assert widths == {"text_s1b1_out": 8, "text_s2b1_out": 16, "text_s3b1_out": 16,
+                      "text_s4b1_out": 32}
+    # Bottlenecks: width/4 normally, full width in the first block of stages 2..4.
+    assert enc.get_layer("text_s1b1_a").filters == 2
+    assert enc.get_layer("text_s2b1_a").filters == 16
+    assert enc.get_layer("text_s2b2_a").filters == 4
+    assert enc.get_layer("text_s4b1_a").filters == 32
+
+
+@pytest.mark.parametrize("pooling, reduce", [("max", np.max), ("avg", np.mean)])
+def test_text_pooling_flag(pooling, reduce):
+    enc = build_text_encoder(VOCAB, LENGTH, 8, (8, 16, 16, 32), (1, 1, 1, 1), pooling, EMBED, 0.1)
+    probe = keras.Model(enc.input, [enc.get_layer("text_s4b1_out").output,
+                                    enc.get_layer("text_pool").output])
+    tokens = np.random.default_rng(2).integers(0, VOCAB, size=(3, LENGTH)).astype(np.int32)
+    seq, pooled = (t.numpy() for t in probe(tokens, training=False))
+    np.testing.assert_allclose(pooled, reduce(seq, axis=1), rtol=1e-5, atol=1e-6)
+    other = np.mean if reduce is np.max else np.max
+    assert not np.allclose(pooled, other(seq, axis=1), atol=1e-6)
+
+
+def test_text_pooling_bad_value():
+    with pytest.raises(ValueError, match="pooling"):
+        build_text_encoder(VOCAB, LENGTH, 8, (8, 16, 16, 32), (1, 1, 1, 1), "mean", EMBED, 0.1)
+    with pytest.raises(ValueError, match="same length"):
+        build_text_encoder(VOCAB, LENGTH, 8, (8, 16), (1, 1, 1), "max", EMBED, 0.1)
+
+
+# ----------------------------------------------------------------------------- backbones
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside keras' save_weights
+def test_tiny_cnn_backbone_shape_and_weights_file(tmp_path):
+    model = build_backbone("tiny_cnn", None, (32, 32, 3))
+    assert tuple(model.output.shape) == (None, 2 * 2 * 32)
+    x = np.random.default_rng(0).uniform(0, 255, size=(2, 32, 32, 3)).astype(np.float32)
+    y = model(x, training=False).numpy()
+    assert y.shape == (2, 128)
+    path = tmp_path / "tiny.weights.h5"
+    model.save_weights(str(path))
+    again = build_backbone("tiny_cnn", str(path), (32, 32, 3))
+    np.testing.assert_allclose(again(x, training=False), y, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="ImageNet"):
+        build_backbone("tiny_cnn", "imagenet", (32, 32, 3))
+
+
+def test_unknown_backbone():
+    with pytest.raises(ValueError, match="resnet51"):
+        build_backbone("resnet51", None)
+
+
+def test_missing_weights_file_names_path(tmp_path):
+    missing = tmp_path / "nope" / "weights.h5"
+    with pytest.raises(FileNotFoundError) as err:
+        build_backbone("mobilenet_v2", str(missing), (96, 96, 3))
+    assert str(missing) in str(err.value)
+
+
+@pytest.mark.skipif(not MOBILENET_WEIGHTS.exists(), reason=f"{MOBILENET_WEIGHTS} not present")
+def test_mobilenet_v2_loads_real_weights():
+    x = np.random.default_rng(3).uniform(0, 255, size=(2, 96, 96, 3)).astype(np.float32)
+    loaded = build_backbone("mobilenet_v2", str(MOBILENET_WEIGHTS), (96, 96, 3))
+    assert tuple(loaded.output.shape) == (None, 1280)
+    y = loaded(x, training=False).numpy()
+    random = build_backbone("mobilenet_v2", None, (96, 96, 3))
+    assert not np.allclose(y, random(x, training=False).numpy(), atol=1e-3)
+    # Same as keras.applications' own model with the file loaded and its own preprocessing.
+    ref = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False,
+                                         weights=None, pooling="avg")
+    ref.load_weights(str(MOBILENET_WEIGHTS))
+    expected = ref(keras.applications.mobilenet_v2.preprocess_input(x.copy()), training=False)
+    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_weights_file_of_wrong_architecture_names_path(tmp_path):
+    path = tmp_path / "tiny.weights.h5"
+    build_backbone("tiny_cnn", None, (32, 32, 3)).save_weights(str(path))
+    with pytest.raises(ValueError) as err:
+        build_backbone("mobilenet_v2", str(path), (32, 32, 3))
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("mode, reference", [
+    ("caffe", keras.applications.resnet50.preprocess_input),
+    ("tf", keras.applications.mobilenet_v2.preprocess_input),
+    ("unit", lambda x: x / 255.0),
+])
+def test_pixel_preprocess_matches_keras_applications(mode, reference):
+    x = np.random.default_rng(4).uniform(0, 255, size=(2, 5, 4, 3)).astype(np.float32)
+    x[0, 0, 0] = [255.0, 0.0, 10.0]
+    got = PixelPreprocess(mode)(x).numpy()
+    np.testing.assert_allclose(got, reference(x.copy()), rtol=1e-5, atol=1e-4)
+
+
+def test_pixel_preprocess_caffe_by_hand_and_bad_mode():
+    got = PixelPreprocess("caffe")(np.array([[[[10.0, 20.0, 30.0]]]], np.float32)).numpy()
+    np.testing.assert_allclose(got[0, 0, 0], [30 - 103.939, 20 - 116.779, 10 - 123.68],
+                               rtol=1e-6)
+    layer = PixelPreprocess("tf")
+    assert PixelPreprocess.from_config(layer.get_config()).mode == "tf"
+    with pytest.raises(ValueError, match="torch"):
+        PixelPreprocess("torch")
+
+
+# ----------------------------------------------------------------------------- trainer
+
+MULTIPLIERS = {"new": 0.1, "classifier": 0.01, "word": 0.001, "bn_gamma": 0.2, "bn_beta": 0.1,
+               "backbone": 0.05}
+
+
+def test_variable_groups(dual):
+    dual.training_model()  # builds the shared classifier
+    groups = trainer_mod.variable_groups(dual)
+    enc = dual.text_encoder
+    assert groups[id(dual.classifier.kernel)] == "classifier"
+    word = enc.get_layer("word_embedding")
+    assert groups[id(word.embeddings)] == "word"
+    assert groups[id(word.bias)] == "word"
+    for name in ("word_bn", "text_s1b1_a_bn", "text_s2b1_proj_bn", "text_embedding"):
+        bn = enc.get_layer(name)
+        assert groups[id(bn.gamma)] == "bn_gamma", name
+        assert groups[id(bn.beta)] == "bn_beta", name
+    head_bn = dual.image_head.get_layer("image_fc1_bn")
+    assert groups[id(head_bn.gamma)] == "bn_gamma"
+    assert groups[id(head_bn.beta)] == "bn_beta"
+    assert groups[id(enc.get_layer("text_s1b1_b").kernel)] == "new"
+    assert groups[id(dual.image_head.get_layer("image_fc1").kernel)] == "new"
+    assert groups[id(dual.image_head.get_layer("image_fc2").kernel)] == "new"
+    for v in dual.backbone.weights:   # including the backbone's own BN layers
+        assert groups[id(v)] == "backbone", v.path
+    assert any(v is dual.backbone.get_layer("conv1_bn").gamma for v in dual.backbone.weights)
+    # Every trainable variable of the full model belongs to some group.
+    for v in dual.training_model().trainable_variables:
+        assert id(v) in groups, v.path
+
+
+def make_trainer(dual, weight_decay=0.5):
+    return trainer_mod.InstanceTrainer(dual, from_features=True, loss_weights=(2.0, 1.0, 0.1),
+                                       lr_multipliers=MULTIPLIERS, weight_decay=weight_decay,
+                                       negatives="hardest_of_pool")
+
+
+def test_adjust_multiplies_and_decays_kernels_only(dual):
+    trainer = make_trainer(dual, weight_decay=0.5)
+    enc, head = dual.text_encoder, dual.image_head
+    word = enc.get_layer("word_embedding")
+    bn = enc.get_layer("text_s1b1_a_bn")
+    cases = [  # variable, group multiplier, decayed?
+        (dual.classifier.kernel, 0.01, True),
+        (word.embeddings, 0.001, True),
+        (word.bias, 0.001, False),
+        (bn.gamma, 0.2, False),
+        (bn.beta, 0.1, False),
+        (enc.get_layer("text_s1b1_b").kernel, 0.1, True),
+        (head.get_layer("image_fc1").kernel, 0.1, True),
+    ]
+    saved = [v.numpy() for v, _, _ in cases]
+    try:
+        rng = np.random.default_rng(0)
+        variables, grads, expected = [], [], []
+        for v, mult, decayed in cases:
+            w = rng.normal(size=tuple(v.shape)).astype(np.float32)
+            g = rng.normal(size=tuple(v.shape)).astype(np.float32)
+            v.assign(w)
+            variables.append(v)
+            grads.append(tf.constant(g))
+            expected.append((g + 0.5 * w * decayed) * mult)
+        variables.append(bn.gamma)
+        grads.append(None)
+        out = trainer._adjust(grads, variables)
+        assert len(out) == len(variables) and out[-1] is None
+        for got, exp, (v, _, _) in zip(out, expected, cases):
+            np.testing.assert_allclose(np.asarray(got), exp, rtol=1e-5, atol=1e-7,
+                                       err_msg=v.path)
+        # Hand values on one element: classifier (g + wd·w)·0.01 with g = 2, w = 4 → 0.04.
+        k = dual.classifier.kernel
+        k.assign(np.full(tuple(k.shape), 4.0, np.float32))
+        (g,) = trainer._adjust([tf.fill(k.shape, 2.0)], [k])
+        np.testing.assert_allclose(g.numpy(), 0.04, rtol=1e-6)
+    finally:
+        for (v, _, _), w in zip(cases, saved):
+            v.assign(w)
+
+
+def test_adjust_word_lookup_sparse_gradient(dual):
+    trainer = make_trainer(dual, weight_decay=0.0)
+    word = dual.text_encoder.get_layer("word_embedding")
+    shape = tuple(word.embeddings.shape)
+    sparse = tf.IndexedSlices(values=tf.ones((2, shape[1])), indices=tf.constant([3, 3]),
+                              dense_shape=tf.constant(shape))
+    (g,) = trainer._adjust([sparse], [word.embeddings])
+    expected = np.zeros(shape, np.float32)
+    expected[3] = 2.0 * 0.001
+    np.testing.assert_allclose(np.asarray(g), expected, rtol=1e-6)
+
+
+def test_trainer_groups_cover_network_and_losses_combine(dual):
+    trainer = make_trainer(dual)
+    for v in trainer.network.trainable_variables:
+        assert id(v) in trainer._groups, v.path
+    rng = np.random.default_rng(6)
+    b, k = 4, 3
+    inputs = {"image_features": tf.constant(rng.normal(size=(b, dual.feature_dim)), tf.float32),
+              "tokens": tf.constant(rng.integers(1, VOCAB, size=(b, LENGTH)), tf.int32),
+              "pool_tokens": tf.constant(rng.integers(0, VOCAB, size=(b, k, LENGTH)), tf.int32),
+              "pool_labels": tf.constant(rng.integers(0, CLASSES, size=(b, k)), tf.int32)}
+    labels = tf.constant([0, 1, 2, 3])
+    total, out, terms = trainer.compute_losses(inputs, labels, training=False)
+    combo = 2.0 * terms["rank_loss"] + terms["image_loss"] + 0.1 * terms["text_loss"]
+    np.testing.assert_allclose(terms["loss"], combo, rtol=1e-5)
+    np.testing.assert_allclose(float(total), float(np.mean(combo)), rtol=1e-5)
+    assert tuple(out["image_logits"].shape) == (b, CLASSES)
+    assert np.all(np.isfinite(terms["rank_loss"].numpy()))
