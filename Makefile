@@ -25,6 +25,7 @@ test: $(STAMP)
 # Real data: ../shared/data/flickr8k and the MobileNetV2 weights in ../shared/weights.
 flickr8k: $(STAMP)
 	$(PY) -m keras_instance.train --flagfile=configs/flickr8k.flags --stage=1
+	$(PY) -m keras_instance.train --flagfile=configs/flickr8k.flags --stage=2
 	$(PY) -m keras_instance.evaluate --flagfile=configs/flickr8k.flags --split=test
 
 clean:

@@ -60,7 +60,10 @@ flags.DEFINE_float("momentum", _D.momentum, "SGD momentum.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split over replicas).")
 flags.DEFINE_boolean("stage1_freeze_backbone", _D.stage1_freeze_backbone,
                      "Freeze the image backbone in Stage I (paper: yes).")
-flags.DEFINE_string("feature_cache", None, "Stage I: cache frozen backbone features in this folder.")
+flags.DEFINE_boolean("stage2_freeze_backbone", _D.stage2_freeze_backbone,
+                     "Keep the backbone frozen in Stage II too (CPU-sized runs; paper: no).")
+flags.DEFINE_string("feature_cache", None,
+                    "Cache the frozen backbone's features in this folder (frozen stages only).")
 flags.DEFINE_integer("cache_views", _D.cache_views, "Augmented views per image in the cache.")
 flags.DEFINE_integer("seed", _D.seed, "Seed of every random choice.")
 # Evaluation
@@ -109,7 +112,8 @@ def config_from_flags() -> Config:
         stage1_lr_schedule=FLAGS.stage1_lr_schedule, stage2_lr_schedule=FLAGS.stage2_lr_schedule,
         lr_multipliers=_multipliers(FLAGS.lr_multipliers), weight_decay=FLAGS.weight_decay,
         momentum=FLAGS.momentum, batch_size=FLAGS.batch_size,
-        stage1_freeze_backbone=FLAGS.stage1_freeze_backbone, feature_cache=FLAGS.feature_cache,
+        stage1_freeze_backbone=FLAGS.stage1_freeze_backbone,
+        stage2_freeze_backbone=FLAGS.stage2_freeze_backbone, feature_cache=FLAGS.feature_cache,
         cache_views=FLAGS.cache_views, seed=FLAGS.seed, protocol=FLAGS.protocol,
         test_flip_sum=FLAGS.test_flip_sum, test_shift_sum=FLAGS.test_shift_sum,
         eval_batch_size=FLAGS.eval_batch_size)

@@ -66,7 +66,8 @@ class Config:
     momentum: float = 0.9
     batch_size: int = 32
     stage1_freeze_backbone: bool = True
-    feature_cache: Optional[str] = None     # Stage I: train from cached backbone features
+    stage2_freeze_backbone: bool = False    # CPU-sized runs: keep the backbone frozen in Stage II
+    feature_cache: Optional[str] = None     # frozen-backbone stages train from cached features
     cache_views: int = 1                    # augmented views per image in the cache
     seed: int = 0
     # Evaluation
@@ -74,6 +75,9 @@ class Config:
     test_flip_sum: bool = True
     test_shift_sum: bool = True
     eval_batch_size: int = 64
+
+    def backbone_frozen(self, stage: int) -> bool:
+        return self.stage1_freeze_backbone if stage == 1 else self.stage2_freeze_backbone
 
     def loss_weights_for(self, stage: int) -> tuple:
         if self.loss_weights is not None:

@@ -44,6 +44,7 @@ class InstanceTrainer(keras.Model):
         super().__init__(**kwargs)
         self.dual = dual
         self.network = dual.training_model(from_features=from_features)
+        self.built = True  # the functional network is built; BackupAndRestore requires this
         self.rank_weight, self.image_weight, self.text_weight = (float(w) for w in loss_weights)
         self.margin = margin
         self.negatives = negatives

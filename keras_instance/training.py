@@ -116,7 +116,7 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
     with open(os.path.join(config.workdir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=2)
 
-    frozen = stage == 1 and config.stage1_freeze_backbone
+    frozen = config.backbone_frozen(stage)
     use_cache = frozen and bool(config.feature_cache)
     global_batch = config.batch_size
     steps = len(train_records) // global_batch
@@ -137,8 +137,9 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
     features = None
     if use_cache:
         features = feature_cache.cached_features(
-            config.feature_cache, dual.backbone, config.backbone, data.image_paths, config.image_size, config.cache_views, config.random_flip,
-            config.crop_scale, config.seed)
+            config.feature_cache, dual.backbone, config.backbone, data.image_paths,
+            config.image_size, config.cache_views, config.random_flip, config.crop_scale,
+            config.seed)
     negatives_pool = config.negative_pool if (config.negatives == "hardest_of_pool"
                                               and config.loss_weights_for(stage)[0]) else 0
     ds = train_dataset(data, global_batch, config.seed + stage, image_size=config.image_size,
@@ -157,7 +158,7 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
         f"{'frozen' + (' (cached features)' if use_cache else '') if frozen else 'trainable'}, "
         f"loss weights rank:image:text = {config.loss_weights_for(stage)}")
     start = time.time()
-    history = trainer.fit(ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    history = trainer.fit(ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     seconds = time.time() - start
     dual.full_model().save_weights(final_path)
     summary = {"stage": stage, "epochs": epochs, "seconds": round(seconds, 1), "weights": final_path,

@@ -1,0 +1,104 @@
+"""Two-stage training on a tiny generated dataset: files written, resume after a kill, evaluation."""
+import csv
+import json
+import os
+
+import keras
+import pytest
+
+from keras_instance import evaluation, text, training
+from keras_instance.config import Config
+from keras_instance.data.demo import generate_demo
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    generate_demo(str(out), num_train=48, num_val=4, num_test=12, image_size=32, seed=3)
+    return str(out)
+
+
+def tiny_config(data_dir, workdir, **overrides):
+    base = dict(dataset="demo", data_dir=data_dir, workdir=workdir, backbone="tiny_cnn",
+                backbone_weights=None, image_size=32, image_head_units=(16,), word_dim=8,
+                text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1), embed_dim=16, dropout=0.1,
+                batch_size=16, negatives="hardest_in_batch", random_flip=False,
+                stage1_lr_schedule="0.1:2", stage2_lr_schedule="0.1:1,0.01:1",
+                test_flip_sum=False)
+    base.update(overrides)
+    return Config(**base)
+
+
+class KillAfterEpoch(keras.callbacks.Callback):
+    """Simulates a kill right after the per-epoch backup of `epoch` was written."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def _epochs_logged(workdir, stage):
+    with open(os.path.join(workdir, f"stage{stage}", "log.csv")) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_two_stages_then_evaluate(demo_dir, tmp_path):
+    config = tiny_config(demo_dir, str(tmp_path / "run"), feature_cache=str(tmp_path / "cache"))
+    s1 = training.train(config, 1, verbose=0)
+    assert os.path.exists(s1["weights"]) and s1["epochs"] == 2
+    assert os.listdir(tmp_path / "cache"), "Stage I with a frozen backbone fills the cache"
+    s2 = training.train(config, 2, verbose=0)
+    assert s2["epochs"] == 2 and "rank_loss" in s2["final"] and s2["final"]["rank_loss"] > 0
+    again = training.train(config, 2, verbose=0)
+    assert again["skipped"]
+
+    loaded = Config.load(config.workdir)
+    assert loaded == config
+    stage, weights = training.latest_weights(config.workdir)
+    assert stage == 2
+    dual = training.build_for_workdir(loaded, backbone_weights=None)
+    dual.full_model().load_weights(weights)
+    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    result = evaluation.evaluate_split(loaded, dual, vocab, training.load_records(loaded), "test")
+    assert result["num_images"] == 12 and result["num_captions"] == 60
+    for direction in ("i2t", "t2i"):
+        assert set(result[direction]) == {"r1", "r5", "r10", "medr", "meanr"}
+        assert 0 <= result[direction]["r1"] <= result[direction]["r5"] <= result[direction]["r10"] <= 100
+    path = evaluation.write_result(result, config.workdir, "test")
+    with open(path) as f:
+        assert json.load(f)["protocol"] == "1k"
+
+
+def test_stage2_needs_stage1(demo_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="run --stage=1 first"):
+        training.train(tiny_config(demo_dir, str(tmp_path / "run")), 2, verbose=0)
+
+
+def test_interrupted_run_resumes_from_last_epoch(demo_dir, tmp_path):
+    config = tiny_config(demo_dir, str(tmp_path / "run"), stage1_lr_schedule="0.1:4")
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, 1, verbose=0, callbacks=[KillAfterEpoch(1)])
+    assert _epochs_logged(config.workdir, 1) == [0, 1]
+    assert not os.path.exists(training.final_weights_path(config.workdir, 1))
+
+    resumed = []
+
+    class RecordStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            resumed.append(int(self.model.optimizer.iterations.numpy()))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            resumed.append(("epoch", epoch))
+
+    summary = training.train(config, 1, verbose=0, callbacks=[RecordStart()])
+    assert summary["epochs"] == 4
+    # The rerun started at epoch 2, with the optimizer's step count restored (2 epochs × 3 steps).
+    epochs_run = [e for kind, e in (r for r in resumed if isinstance(r, tuple))]
+    assert epochs_run == [2, 3]
+    assert resumed[0] == 2 * 3
+    assert _epochs_logged(config.workdir, 1) == [0, 1, 2, 3]
+    assert os.path.exists(training.final_weights_path(config.workdir, 1))
