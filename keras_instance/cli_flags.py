@@ -93,7 +93,7 @@ def _multipliers(overrides: list[str]) -> dict:
 
 def config_from_flags() -> Config:
     weights = FLAGS.backbone_weights
-    return dataclasses.replace(
+    config = dataclasses.replace(
         _D,
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, workdir=FLAGS.workdir,
         max_length=FLAGS.max_length, min_word_count=FLAGS.min_word_count,
@@ -117,3 +117,10 @@ def config_from_flags() -> Config:
         cache_views=FLAGS.cache_views, seed=FLAGS.seed, protocol=FLAGS.protocol,
         test_flip_sum=FLAGS.test_flip_sum, test_shift_sum=FLAGS.test_shift_sum,
         eval_batch_size=FLAGS.eval_batch_size)
+    return config.validate()
+
+
+def user_errors():
+    """Errors a user can fix from the message alone (bad data, paths, settings)."""
+    from keras_instance.data.records import DatasetError
+    return (DatasetError, FileNotFoundError, ValueError, flags.ValidationError)

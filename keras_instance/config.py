@@ -76,6 +76,25 @@ class Config:
     test_shift_sum: bool = True
     eval_batch_size: int = 64
 
+    def validate(self) -> "Config":
+        """Fail before any work on settings that would only break later (schedules, choices)."""
+        for text in (self.stage1_lr_schedule, self.stage2_lr_schedule, self.lr_schedule):
+            if text:
+                parse_schedule(text)
+        if self.loss_weights is not None and len(self.loss_weights) != 3:
+            raise ValueError(f"loss_weights needs three numbers rank,image,text; got "
+                             f"{self.loss_weights}")
+        if self.unknown_words not in ("drop", "unk"):
+            raise ValueError(f"unknown_words must be 'drop' or 'unk', got {self.unknown_words!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout is a drop probability in [0, 1), got {self.dropout}")
+        if self.cache_views < 1 or self.batch_size < 1 or self.max_length < 1:
+            raise ValueError("cache_views, batch_size and max_length must be positive")
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale must be two numbers 0 < lo <= hi <= 1, got "
+                             f"{self.crop_scale}")
+        return self
+
     def backbone_frozen(self, stage: int) -> bool:
         return self.stage1_freeze_backbone if stage == 1 else self.stage2_freeze_backbone
 

@@ -5,6 +5,7 @@ Uses the workdir's saved config (architecture, vocabulary, dataset); the evaluat
 Prints the recall table and writes <workdir>/eval_<split>.json.
 """
 import dataclasses
+import sys
 
 from absl import app, flags
 
@@ -17,6 +18,13 @@ _EVAL_FLAGS = ("protocol", "test_flip_sum", "test_shift_sum", "eval_batch_size")
 
 def main(argv):
     del argv
+    try:
+        run()
+    except cli_flags.user_errors() as err:
+        sys.exit(f"error: {err}")
+
+
+def run():
     from keras_instance import evaluation, retrieval, text, training
     from keras_instance.config import Config
     config = Config.load(FLAGS.workdir)

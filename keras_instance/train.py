@@ -2,6 +2,8 @@
 
 Rerun the same command after an interruption: it resumes from the last finished epoch.
 """
+import sys
+
 from absl import app, flags
 
 from keras_instance import cli_flags
@@ -14,9 +16,13 @@ def main(argv):
     from keras_instance import distribute  # noqa: logical devices must precede any TF op
     distribute.use_cpu_replicas(cli_flags.FLAGS.num_cpu_replicas)
     from keras_instance import training
-    config = cli_flags.config_from_flags()
-    strategy = distribute.make_strategy(cli_flags.FLAGS.strategy, cli_flags.FLAGS.num_cpu_replicas)
-    training.train(config, cli_flags.FLAGS.stage, strategy)
+    try:
+        config = cli_flags.config_from_flags()
+        strategy = distribute.make_strategy(cli_flags.FLAGS.strategy,
+                                            cli_flags.FLAGS.num_cpu_replicas)
+        training.train(config, cli_flags.FLAGS.stage, strategy)
+    except cli_flags.user_errors() as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

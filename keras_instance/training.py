@@ -97,6 +97,7 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
     """Train one stage into `config.workdir`; returns a summary. Rerunning resumes or skips."""
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {stage}")
+    config.validate()
     strategy = strategy or tf.distribute.get_strategy()
     final_path = final_weights_path(config.workdir, stage)
     if os.path.exists(final_path):
