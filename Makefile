@@ -1,5 +1,5 @@
 # One command each, on a fresh machine with Python 3.11 and make: `make demo`, `make test`.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

@@ -47,7 +47,9 @@ def _epochs_logged(workdir, stage):
 
 
 def test_two_stages_then_evaluate(demo_dir, tmp_path):
-    config = tiny_config(demo_dir, str(tmp_path / "run"), feature_cache=str(tmp_path / "cache"))
+    # The paper's negatives: hardest of a pool of random training captions (8 here).
+    config = tiny_config(demo_dir, str(tmp_path / "run"), feature_cache=str(tmp_path / "cache"),
+                         negatives="hardest_of_pool", negative_pool=8)
     s1 = training.train(config, 1, verbose=0)
     assert os.path.exists(s1["weights"]) and s1["epochs"] == 2
     assert os.listdir(tmp_path / "cache"), "Stage I with a frozen backbone fills the cache"
