@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import uuid
 from typing import Iterable, Sequence
 
 import keras
@@ -42,8 +42,9 @@ TEXT_MODEL = "text_encoder"
 SIGNATURE = "serving_default"
 MODELS_CONFIG = "models.config"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-# Where the export folder is mounted inside the tensorflow/serving container
-# (docker run -v "$PWD/exports:/models" tensorflow/serving --model_config_file=/models/models.config).
+# Where the export folder is mounted inside the tensorflow/serving container:
+#   docker run -v "$PWD/exports:/models" tensorflow/serving \
+#       --model_config_file=/models/models.config
 CONTAINER_BASE_PATH = "/models"
 KERAS_MODEL_FILE = "model.keras"
 WARMUP_SENTENCES = ("a red circle on the left", "Two shapes: a large blue square and a cross.")
@@ -202,7 +203,9 @@ def save_version(module: tf.Module, model_dir: str, version: int, signatures: di
         raise FileExistsError(f"{final} already exists; versions are never overwritten "
                               "(pass another --version, or none for the next free one)")
     os.makedirs(model_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
+    # os.mkdir (not tempfile.mkdtemp, which makes it 0700) so the server's user can read it.
+    tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.mkdir(tmp)
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
         if warmup_logs:

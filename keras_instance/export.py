@@ -1,0 +1,55 @@
+"""Export a trained workdir for TF Serving: `python -m keras_instance.export --workdir=runs/demo
+--export_dir=exports/ [--version=N]`.
+
+Writes `exports/image_encoder/<N>/` and `exports/text_encoder/<N>/` (raw-input SavedModels, see
+`keras_instance/serving_export.py`), `exports/models.config` (base paths under --base_path, the
+folder where `exports/` is mounted inside the tensorflow/serving container, /models by default)
+and `<workdir>/model.keras`. N defaults to one more than the largest existing version.
+Uses the workdir's saved config; --test_flip_sum / --test_shift_sum may override it.
+"""
+import dataclasses
+import sys
+
+from absl import app, flags
+
+from keras_instance import cli_flags
+
+flags.DEFINE_string("export_dir", "exports", "TF Serving model base folder to write into.")
+flags.DEFINE_integer("version", None, "Version number to write; default: 1 + largest existing.")
+flags.DEFINE_string("base_path", "/models",
+                    "Where export_dir is mounted in the tensorflow/serving container "
+                    "(models.config base paths).")
+flags.DEFINE_boolean("save_keras", True, "Also write <workdir>/model.keras.")
+FLAGS = flags.FLAGS
+_EVAL_FLAGS = ("test_flip_sum", "test_shift_sum")
+
+
+def main(argv):
+    del argv
+    try:
+        run()
+    except (*cli_flags.user_errors(), FileExistsError) as err:
+        sys.exit(f"error: {err}")
+
+
+def run():
+    from keras_instance import serving_export, text, training
+    from keras_instance.config import Config
+    config = Config.load(FLAGS.workdir)
+    overrides = {name: getattr(FLAGS, name) for name in _EVAL_FLAGS if FLAGS[name].present}
+    config = dataclasses.replace(config, **overrides)
+    stage, weights = training.latest_weights(config.workdir)
+    dual = training.build_for_workdir(config, backbone_weights=None)
+    dual.full_model().load_weights(weights)
+    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    result = serving_export.export(config, dual, vocab, FLAGS.export_dir, FLAGS.version,
+                                   FLAGS.base_path)
+    print(f"Stage {stage} model ({weights}) exported as version {result['version']}:")
+    for key in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL, "models_config"):
+        print(f"  {result[key]}")
+    if FLAGS.save_keras:
+        print(f"  {serving_export.save_keras_model(dual, config.workdir)}")
+
+
+if __name__ == "__main__":
+    app.run(main)

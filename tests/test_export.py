@@ -1,0 +1,255 @@
+"""Export for TF Serving: layout and versions, served embeddings = evaluation's, token-id identity,
+warmup records, models.config, the op allow-list, and `.keras` loading in a fresh process."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers NormalizeUTF8 / CaseFoldUTF8 for loading)
+from google.protobuf import text_format
+from tensorflow.core.protobuf import saved_model_pb2
+
+from keras_instance import evaluation, serving_export, text, training
+from keras_instance.config import Config
+from keras_instance.data.demo import generate_demo
+from keras_instance.data.records import split_records
+from keras_instance.model import build_text_encoder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# TF Serving links TF Text's op library into the model server: tensorflow_serving/model_servers/
+# BUILD puts "@org_tensorflow_text//tensorflow_text:ops_lib" in SUPPORTED_TENSORFLOW_OPS (a
+# dependency of server_lib; seen at tensorflow/serving commit 008c02c4). Of those ops the exports
+# may use only the two that `text.tokenize` needs, which the project brief confirms are in the
+# TF Text 2.20 that TF Serving 2.20 links.
+ALLOWED_TF_TEXT_OPS = {"NormalizeUTF8", "CaseFoldUTF8"}
+# Graph-internal ops that may be missing from tf.raw_ops in some TF versions.
+ALLOWED_INTERNAL_OPS = {"StatefulPartitionedCall", "PartitionedCall", "NoOp", "Placeholder",
+                        "Const", "Identity", "IdentityN", "VarHandleOp", "ReadVariableOp",
+                        "_Arg", "_Retval", "DisableCopyOnRead"}
+
+
+def tiny_config(data_dir, workdir, **overrides):
+    base = dict(dataset="demo", data_dir=data_dir, workdir=workdir, backbone="tiny_cnn",
+                backbone_weights=None, image_size=32, image_head_units=(16,), word_dim=8,
+                text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1), embed_dim=16, dropout=0.1,
+                batch_size=16, negatives="hardest_in_batch", random_flip=False,
+                stage1_lr_schedule="0.1:1", test_flip_sum=True, test_shift_sum=True)
+    base.update(overrides)
+    return Config(**base)
+
+
+def run_program(module, *args):
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny Stage-I model, exported once by the program as version 1."""
+    root = tmp_path_factory.mktemp("export")
+    data = str(root / "data")
+    generate_demo(data, num_train=48, num_val=4, num_test=12, image_size=32, seed=3)
+    config = tiny_config(data, str(root / "run"))
+    training.train(config, 1, verbose=0)
+    exports = str(root / "exports")
+    out = run_program("keras_instance.export", f"--workdir={config.workdir}",
+                      f"--export_dir={exports}")
+    assert "exported as version 1" in out.stdout
+    dual = training.build_for_workdir(config, backbone_weights=None)
+    dual.full_model().load_weights(training.latest_weights(config.workdir)[1])
+    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    test = split_records(training.load_records(config), "test")
+    return dict(config=config, dual=dual, vocab=vocab, exports=exports, test=test, root=root)
+
+
+def saved(trained, name, version=1):
+    return os.path.join(trained["exports"], name, str(version))
+
+
+def test_layout_versions_and_atomic_rename(trained):
+    exports = trained["exports"]
+    for name in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL):
+        assert os.path.exists(os.path.join(saved(trained, name), "saved_model.pb"))
+        assert os.path.exists(os.path.join(saved(trained, name), serving_export.WARMUP_FILE))
+    result = serving_export.export(trained["config"], trained["dual"], trained["vocab"], exports)
+    assert result["version"] == 2
+    for name in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL):
+        assert sorted(os.listdir(os.path.join(exports, name))) == ["1", "2"], "no temp folder left"
+    with pytest.raises(FileExistsError):
+        serving_export.export(trained["config"], trained["dual"], trained["vocab"], exports,
+                              version=2)
+    assert sorted(os.listdir(exports)) == ["image_encoder", "models.config", "text_encoder"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(saved(trained, "text_encoder", 2)).st_mode & 0o777 == 0o777 & ~umask
+    assert os.path.exists(os.path.join(trained["config"].workdir, "model.keras"))
+
+
+def test_failed_save_leaves_no_version(tmp_path, monkeypatch):
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    with pytest.raises(RuntimeError, match="disk full"):
+        serving_export.save_version(tf.Module(), str(tmp_path / "m"), 3, {})
+    assert os.listdir(tmp_path / "m") == []
+
+
+def test_served_embeddings_equal_evaluation(trained, tmp_path):
+    config, dual = trained["config"], trained["dual"]
+    paths = [r.image_path for r in trained["test"]]
+    # One JPEG besides the demo's PNGs.
+    jpeg = str(tmp_path / "x.jpg")
+    with open(jpeg, "wb") as f:
+        f.write(serving_export.demo_jpeg(48, seed=5))
+    paths.append(jpeg)
+    expected = evaluation.embed_images(dual.image_encoder(), paths, config.image_size,
+                                       flip_sum=True)
+    model = tf.saved_model.load(saved(trained, serving_export.IMAGE_MODEL))
+    images = tf.constant([open(p, "rb").read() for p in paths])
+    got = model.signatures["serving_default"](images=images)["embedding"].numpy()
+    assert got.shape == (len(paths), config.embed_dim)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    captions = [c for r in trained["test"] for c in r.captions][:20]
+    captions += ["", "   ", "zzz qqq", "A RED circle, on the LEFT!"]
+    tokens = text.encode_captions(captions, trained["vocab"], config.max_length)
+    expected = evaluation.embed_token_ids(dual.text_encoder, tokens, shift_sum=True)
+    model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
+    got = model.signatures["serving_default"](sentences=tf.constant(captions))["embedding"]
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+
+
+def test_bad_image_in_batch_is_invalid_argument(trained):
+    model = tf.saved_model.load(saved(trained, serving_export.IMAGE_MODEL))
+    good = serving_export.demo_jpeg(32)
+    for bad, words in ((b"not an image", "image"), (b"", "empty")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+            model.signatures["serving_default"](images=tf.constant([good, bad]))
+    ok = model.signatures["serving_default"](images=tf.constant([good]))["embedding"]
+    assert ok.shape == (1, trained["config"].embed_dim)
+
+
+TRICKY = ["Über Café", "über café's", "A man's DOG, isn't it?!", "''quoted'' words'",
+          "ﬁne—dash…ellipsis", "tab\tand\nnewline", "", "   ", "\t\n", "ÜBER!!! CAFÉ???",
+          "red,circle;left.", "naïve résumé 42"]
+
+
+def test_token_ids_identical_to_training_front_end(trained, tmp_path):
+    # The exported model with the demo vocabulary (tricky spellings of known words) …
+    config, vocab = trained["config"], trained["vocab"]
+    sentences = TRICKY + ["A RED circle, on the LEFT!", "Two   large-squares: blue & green."]
+    model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
+    np.testing.assert_array_equal(model.token_ids(tf.constant(sentences)).numpy(),
+                                  text.encode_captions(sentences, vocab, config.max_length))
+    # … and one whose vocabulary holds the non-ASCII and apostrophe words, so they are kept.
+    words = ["über", "café", "café's", "man's", "dog", "isn't", "it", "quoted", "words", "fine",
+             "dash", "ellipsis", "naïve", "résumé", "42", "tab", "and", "newline"]
+    vocab = text.Vocabulary(words)
+    encoder = build_text_encoder(len(vocab), 8, 4, (8, 8, 8, 8), (1, 1, 1, 1), "max", 4, 0.0)
+    module = serving_export.TextEncoderModule(encoder, vocab, 8, shift_sum=True)
+    path = serving_export.save_version(module, str(tmp_path / "text"), 1,
+                                       {"serving_default": module.serve,
+                                        "token_ids": module.serve_token_ids})
+    loaded = tf.saved_model.load(path)
+    expected = text.encode_captions(sentences, vocab, 8)
+    assert (expected[0] == [1, 2] + [0] * 6).all() and (expected != 0).sum() > 20
+    np.testing.assert_array_equal(loaded.token_ids(tf.constant(sentences)).numpy(), expected)
+    by_signature = loaded.signatures["token_ids"](sentences=tf.constant(sentences))["token_ids"]
+    np.testing.assert_array_equal(by_signature.numpy(), expected)
+    got = loaded.signatures["serving_default"](sentences=tf.constant(sentences))["embedding"]
+    np.testing.assert_allclose(got.numpy(), evaluation.embed_token_ids(encoder, expected),
+                               atol=1e-5)
+
+
+def test_warmup_requests_parse_and_run(trained):
+    from tensorflow_serving.apis import prediction_log_pb2
+    for name, key in ((serving_export.IMAGE_MODEL, "images"),
+                      (serving_export.TEXT_MODEL, "sentences")):
+        path = os.path.join(saved(trained, name), serving_export.WARMUP_FILE)
+        logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+                for r in tf.data.TFRecordDataset(path)]
+        assert len(logs) >= 2
+        model = tf.saved_model.load(saved(trained, name))
+        for log in logs:
+            request = log.predict_log.request
+            assert request.model_spec.name == name
+            assert request.model_spec.signature_name == "serving_default"
+            inputs = tf.make_ndarray(request.inputs[key])
+            out = model.signatures["serving_default"](**{key: tf.constant(inputs)})
+            assert out["embedding"].shape == (len(inputs), trained["config"].embed_dim)
+
+
+def test_models_config_parses(trained):
+    from tensorflow_serving.config import model_server_config_pb2
+    with open(os.path.join(trained["exports"], "models.config")) as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    entries = {c.name: c for c in config.model_config_list.config}
+    assert set(entries) == {"image_encoder", "text_encoder"}
+    for name, entry in entries.items():
+        assert entry.base_path == f"/models/{name}"
+        assert entry.model_platform == "tensorflow"
+
+
+def graph_ops(saved_model_dir):
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    ops = set()
+    for meta in proto.meta_graphs:
+        library = meta.graph_def.library
+        functions = {f.signature.name for f in library.function}
+        ops |= {n.op for n in meta.graph_def.node}
+        for function in library.function:
+            ops |= {n.op for n in function.node_def}
+        ops -= functions  # calls of the library's own functions
+    return ops
+
+
+def test_op_allow_list(trained):
+    core = set(dir(tf.raw_ops))
+    for name in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL):
+        ops = graph_ops(saved(trained, name))
+        assert "DecodeImage" in ops or "NormalizeUTF8" in ops
+        outside = sorted(op for op in ops
+                         if op not in core | ALLOWED_INTERNAL_OPS | ALLOWED_TF_TEXT_OPS)
+        assert not outside, f"{name} uses ops outside core TF + TF Serving's TF Text: {outside}"
+    assert ALLOWED_TF_TEXT_OPS <= graph_ops(saved(trained, serving_export.TEXT_MODEL))
+
+
+LOAD_IN_FRESH_PROCESS = """
+import sys
+import numpy as np
+import keras
+import keras_instance  # registers the custom layers
+model = keras.models.load_model(sys.argv[1])  # safe_mode=True (the default)
+data = np.load(sys.argv[2])
+out = model.predict({"image": data["image"], "tokens": data["tokens"]}, verbose=0)
+np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()})
+"""
+
+
+def test_keras_file_loads_in_fresh_process(trained, tmp_path):
+    path = os.path.join(trained["config"].workdir, "model.keras")
+    model = trained["dual"].full_model()
+    rng = np.random.default_rng(0)
+    captions = [r.captions[0] for r in trained["test"][:3]]
+    inputs = {"image": rng.uniform(0, 255, (3, 32, 32, 3)).astype(np.float32),
+              "tokens": text.encode_captions(captions, trained["vocab"],
+                                             trained["config"].max_length)}
+    expected = {k: np.asarray(v) for k, v in model(inputs, training=False).items()}
+    np.savez(tmp_path / "in.npz", **inputs)
+    proc = subprocess.run([sys.executable, "-c", LOAD_IN_FRESH_PROCESS, path,
+                           str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    assert set(got.files) == set(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], atol=1e-5)
