@@ -92,6 +92,65 @@ def make_optimizer(config: Config, stage: int, steps_per_epoch: int) -> keras.op
     raise ValueError(f"unknown optimizer {config.optimizer!r} (supported: sgd)")
 
 
+def _prepare_data(config: Config, log) -> tuple[TrainingSet, text.Vocabulary, np.ndarray | None]:
+    """Read + validate the dataset, fix the vocabulary, write config.json and meta.json."""
+    train_records = split_records(load_records(config), "train")
+    vocab, word_matrix = prepare_vocabulary(config, train_records, log)
+    data = TrainingSet.from_records(train_records, vocab, config.max_length)
+    config.save()
+    with open(os.path.join(config.workdir, "meta.json"), "w") as f:
+        json.dump({"num_classes": data.num_classes, "vocab_size": len(vocab),
+                   "num_train_images": len(data.image_classes),
+                   "num_train_captions": len(data.caption_classes)}, f, indent=2)
+    return data, vocab, word_matrix
+
+
+def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: int,
+                   word_matrix, use_cache: bool) -> tuple[DualPath, InstanceTrainer]:
+    """The model for `stage` (Stage II from Stage I's weights) wrapped in a compiled trainer.
+
+    Call inside the strategy's scope so variables are mirrored.
+    """
+    dual = build_dual_path(config, data.num_classes, vocab_size,
+                           backbone_weights="config" if stage == 1 else None)
+    if stage == 1 and word_matrix is not None:
+        dual.text_encoder.get_layer("word_embedding").embeddings.assign(word_matrix)
+    if stage == 2:
+        dual.full_model().load_weights(final_weights_path(config.workdir, 1))
+    dual.backbone.trainable = not config.backbone_frozen(stage)
+    trainer = InstanceTrainer(
+        dual, from_features=use_cache, loss_weights=config.loss_weights_for(stage),
+        margin=config.margin, negatives=config.negatives,
+        lr_multipliers=config.lr_multipliers, weight_decay=config.weight_decay)
+    steps = len(data.image_classes) // config.batch_size
+    trainer.compile(optimizer=make_optimizer(config, stage, steps))
+    return dual, trainer
+
+
+def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, use_cache: bool):
+    features = None
+    if use_cache:
+        features = feature_cache.cached_features(
+            config.feature_cache, dual.backbone, config.backbone, data.image_paths,
+            config.image_size, config.cache_views, config.random_flip, config.crop_scale,
+            config.seed)
+    ranking = config.loss_weights_for(stage)[0] != 0
+    pool = config.negative_pool if config.negatives == "hardest_of_pool" and ranking else 0
+    return train_dataset(data, config.batch_size, config.seed + stage,
+                         image_size=config.image_size, features=features,
+                         flip=config.random_flip, crop_scale=config.crop_scale,
+                         shift=config.position_shift, pool_size=pool)
+
+
+def _callbacks(folder: str, extra) -> list:
+    return [
+        keras.callbacks.BackupAndRestore(os.path.join(folder, "backup"), delete_checkpoint=False),
+        keras.callbacks.TensorBoard(os.path.join(folder, "logs"), write_graph=False),
+        keras.callbacks.CSVLogger(os.path.join(folder, "log.csv"), append=True),
+        *extra,
+    ]
+
+
 def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = None,
           verbose: int | str = "auto", log=print, callbacks=()) -> dict:
     """Train one stage into `config.workdir`; returns a summary. Rerunning resumes or skips."""
@@ -103,63 +162,27 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
     if os.path.exists(final_path):
         log(f"stage {stage} already finished: {final_path} (delete it to train again)")
         return {"stage": stage, "skipped": True, "weights": final_path}
-    if stage == 2 and not os.path.exists(final_weights_path(config.workdir, 1)):
-        raise FileNotFoundError(f"Stage II starts from Stage I, but {final_weights_path(config.workdir, 1)} "
-                                "does not exist: run --stage=1 first")
+    stage1 = final_weights_path(config.workdir, 1)
+    if stage == 2 and not os.path.exists(stage1):
+        raise FileNotFoundError(f"Stage II starts from Stage I, but {stage1} does not exist: "
+                                "run --stage=1 first")
     keras.utils.set_random_seed(config.seed + stage)  # weight init, dropout: reproducible runs
-    records = load_records(config)
-    train_records = split_records(records, "train")
-    vocab, word_matrix = prepare_vocabulary(config, train_records, log)
-    data = TrainingSet.from_records(train_records, vocab, config.max_length)
-    meta = {"num_classes": data.num_classes, "vocab_size": len(vocab),
-            "num_train_images": len(train_records), "num_train_captions": len(data.caption_classes)}
-    config.save()
-    with open(os.path.join(config.workdir, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=2)
-
+    data, vocab, word_matrix = _prepare_data(config, log)
     frozen = config.backbone_frozen(stage)
     use_cache = frozen and bool(config.feature_cache)
-    global_batch = config.batch_size
-    steps = len(train_records) // global_batch
     with strategy.scope():
-        dual = build_dual_path(config, data.num_classes, len(vocab),
-                               backbone_weights="config" if stage == 1 else None)
-        if stage == 1 and word_matrix is not None:
-            dual.text_encoder.get_layer("word_embedding").embeddings.assign(word_matrix)
-        if stage == 2:
-            dual.full_model().load_weights(final_weights_path(config.workdir, 1))
-        dual.backbone.trainable = not frozen
-        trainer = InstanceTrainer(
-            dual, from_features=use_cache, loss_weights=config.loss_weights_for(stage),
-            margin=config.margin, negatives=config.negatives,
-            lr_multipliers=config.lr_multipliers, weight_decay=config.weight_decay)
-        trainer.compile(optimizer=make_optimizer(config, stage, steps))
-
-    features = None
-    if use_cache:
-        features = feature_cache.cached_features(
-            config.feature_cache, dual.backbone, config.backbone, data.image_paths,
-            config.image_size, config.cache_views, config.random_flip, config.crop_scale,
-            config.seed)
-    negatives_pool = config.negative_pool if (config.negatives == "hardest_of_pool"
-                                              and config.loss_weights_for(stage)[0]) else 0
-    ds = train_dataset(data, global_batch, config.seed + stage, image_size=config.image_size,
-                       features=features, flip=config.random_flip, crop_scale=config.crop_scale,
-                       shift=config.position_shift, pool_size=negatives_pool)
+        dual, trainer = _build_trainer(config, stage, data, len(vocab), word_matrix, use_cache)
+    ds = _dataset(config, stage, data, dual, use_cache)
     epochs = sum(e for _, e in config.schedule_for(stage))
     folder = stage_dir(config.workdir, stage)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(folder, "backup"), delete_checkpoint=False),
-        keras.callbacks.TensorBoard(os.path.join(folder, "logs"), write_graph=False),
-        keras.callbacks.CSVLogger(os.path.join(folder, "log.csv"), append=True),
-        *callbacks,
-    ]
-    log(f"stage {stage}: {len(train_records)} images, {data.num_classes} classes, {epochs} epochs "
-        f"× {steps} steps, {strategy.num_replicas_in_sync} replica(s), backbone "
+    log(f"stage {stage}: {len(data.image_classes)} images, {data.num_classes} classes, "
+        f"{epochs} epochs × {len(data.image_classes) // config.batch_size} steps, "
+        f"{strategy.num_replicas_in_sync} replica(s), backbone "
         f"{'frozen' + (' (cached features)' if use_cache else '') if frozen else 'trainable'}, "
         f"loss weights rank:image:text = {config.loss_weights_for(stage)}")
     start = time.time()
-    history = trainer.fit(ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+    history = trainer.fit(ds, epochs=epochs, callbacks=_callbacks(folder, callbacks),
+                          verbose=verbose, shuffle=False)
     seconds = time.time() - start
     dual.full_model().save_weights(final_path)
     summary = {"stage": stage, "epochs": epochs, "seconds": round(seconds, 1), "weights": final_path,
