@@ -12,6 +12,7 @@ from absl import app, flags
 from keras_instance import cli_flags
 
 flags.DEFINE_string("split", "test", "Which split to evaluate: test or val.")
+flags.DEFINE_integer("stage", None, "Evaluate this stage's weights (default: the latest finished).")
 FLAGS = flags.FLAGS
 _EVAL_FLAGS = ("protocol", "test_flip_sum", "test_shift_sum", "eval_batch_size")
 
@@ -30,7 +31,7 @@ def run():
     config = Config.load(FLAGS.workdir)
     overrides = {name: getattr(FLAGS, name) for name in _EVAL_FLAGS if FLAGS[name].present}
     config = dataclasses.replace(config, **overrides)
-    stage, weights = training.latest_weights(config.workdir)
+    stage, weights = training.latest_weights(config.workdir, FLAGS.stage)
     dual = training.build_for_workdir(config, backbone_weights=None)
     dual.full_model().load_weights(weights)
     vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
@@ -39,7 +40,8 @@ def run():
     result["stage"] = stage
     print(f"\n{config.dataset} {FLAGS.split} split, Stage {stage} model ({weights})")
     print(retrieval.format_table(result))
-    print(f"written: {evaluation.write_result(result, config.workdir, FLAGS.split)}")
+    name = FLAGS.split if FLAGS.stage is None else f"{FLAGS.split}_stage{stage}"
+    print(f"written: {evaluation.write_result(result, config.workdir, name)}")
 
 
 if __name__ == "__main__":

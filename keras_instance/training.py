@@ -35,14 +35,16 @@ def final_weights_path(workdir: str, stage: int) -> str:
     return os.path.join(stage_dir(workdir, stage), "final.weights.h5")
 
 
-def latest_weights(workdir: str) -> tuple[int, str]:
-    """(stage, path) of the most advanced finished stage in `workdir`."""
-    for stage in (2, 1):
-        path = final_weights_path(workdir, stage)
+def latest_weights(workdir: str, stage: int | None = None) -> tuple[int, str]:
+    """(stage, path) of the most advanced finished stage in `workdir`, or of `stage` if given."""
+    for candidate in ((stage,) if stage else (2, 1)):
+        path = final_weights_path(workdir, candidate)
         if os.path.exists(path):
-            return stage, path
-    raise FileNotFoundError(f"no finished training stage in {workdir!r} (looked for "
-                            f"{final_weights_path(workdir, 1)}); run keras_instance.train first")
+            return candidate, path
+    wanted = f"stage {stage}" if stage else "training stage"
+    raise FileNotFoundError(f"no finished {wanted} in {workdir!r} (looked for "
+                            f"{final_weights_path(workdir, stage or 1)}); run keras_instance.train "
+                            "first")
 
 
 def prepare_vocabulary(config: Config, train_records, log=print) -> tuple[text.Vocabulary, np.ndarray | None]:
