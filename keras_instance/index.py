@@ -1,0 +1,67 @@
+"""Build retrieval indexes for TF Serving: `python -m keras_instance.index --workdir=runs/demo
+--export_dir=exports/ --gallery=split:test [--k=10] [--version=N] [--caption_split=test]`.
+
+Writes `exports/text_to_image/<N>/` (sentences → top-k gallery image ids + scores) and
+`exports/image_to_text/<N>/` (image bytes → top-k caption ids, caption text + scores), see
+`keras_instance/serving_index.py`, and refreshes `exports/models.config` to list every model
+there. --gallery is `split:<train|val|test>` (the workdir's dataset) or `folder:<path>` (every
+image below it; ids are relative paths). image_to_text's captions come from --caption_split,
+by default the gallery's split (a folder gallery needs it, or --models=text_to_image).
+N defaults to one more than the largest existing index version. Uses the workdir's saved config
+and latest finished stage; --test_flip_sum / --test_shift_sum / --eval_batch_size may override.
+"""
+import dataclasses
+import sys
+
+from absl import app, flags
+
+from keras_instance import cli_flags
+
+flags.DEFINE_string("export_dir", "exports", "TF Serving model base folder to write into.")
+flags.DEFINE_string("gallery", None, "split:<train|val|test> or folder:<path of images>.")
+flags.DEFINE_integer("k", 10, "Results per query (at most the gallery size).", lower_bound=1)
+flags.DEFINE_integer("version", None, "Version number to write; default: 1 + largest existing.")
+flags.DEFINE_string("caption_split", None,
+                    "Split whose captions form image_to_text's gallery (default: the gallery's).")
+flags.DEFINE_list("models", ["text_to_image", "image_to_text"], "Index models to build.")
+flags.DEFINE_string("base_path", "/models",
+                    "Where export_dir is mounted in the tensorflow/serving container "
+                    "(models.config base paths).")
+flags.mark_flag_as_required("gallery")
+FLAGS = flags.FLAGS
+_EVAL_FLAGS = ("test_flip_sum", "test_shift_sum", "eval_batch_size")
+
+
+def main(argv):
+    del argv
+    try:
+        run()
+    except (*cli_flags.user_errors(), FileExistsError) as err:
+        sys.exit(f"error: {err}")
+
+
+def run():
+    from keras_instance import serving_index, text, training
+    from keras_instance.config import Config
+    spec = serving_index.GallerySpec.parse(FLAGS.gallery)  # fail fast, before loading a model
+    config = Config.load(FLAGS.workdir)
+    overrides = {name: getattr(FLAGS, name) for name in _EVAL_FLAGS if FLAGS[name].present}
+    config = dataclasses.replace(config, **overrides)
+    stage, weights = training.latest_weights(config.workdir)
+    dual = training.build_for_workdir(config, backbone_weights=None)
+    dual.full_model().load_weights(weights)
+    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    needs_records = spec.kind == "split" or serving_index.IMAGE_TO_TEXT in FLAGS.models
+    records = training.load_records(config) if needs_records else None
+    result = serving_index.build_index(config, dual, vocab, FLAGS.export_dir, spec, records,
+                                       k=FLAGS.k, version=FLAGS.version,
+                                       caption_split=FLAGS.caption_split, models=FLAGS.models,
+                                       base_path=FLAGS.base_path)
+    print(f"Stage {stage} model ({weights}) indexed as version {result['version']}:")
+    for key in (*serving_index.INDEX_MODELS, "models_config"):
+        if key in result:
+            print(f"  {result[key]}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,292 @@
+"""Retrieval indexes (`keras_instance.index`): served top-k = in-process top-k over evaluation's
+embeddings, models.config, tie order, folder galleries, and end to end through the stand-in
+server and the real gRPC client on loopback.
+
+One tiny demo model is trained once per module (as tests/test_export.py does), exported and
+indexed by the programs into a temporary folder.
+"""
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers NormalizeUTF8 / CaseFoldUTF8 for loading)
+from google.protobuf import text_format
+
+from keras_instance import evaluation, serving_export, serving_index, text, training
+from keras_instance.data.demo import generate_demo
+from keras_instance.data.records import split_records
+from test_export import (ALLOWED_INTERNAL_OPS, ALLOWED_TF_TEXT_OPS, graph_ops, run_program,
+                         tiny_config)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `serving` is a top-level folder of the repository, not installed
+    sys.path.insert(0, ROOT)
+
+from serving import client  # noqa: E402
+
+K = 5
+ATOL = 1e-5
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+SERVER_START_S = 240
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    """Tiny Stage-I model; `export` then `index --gallery=split:test --k=5`, both as programs.
+
+    Also the in-process reference: evaluation's embeddings of the test images and captions.
+    """
+    root = tmp_path_factory.mktemp("index")
+    data = str(root / "data")
+    generate_demo(data, num_train=48, num_val=4, num_test=12, image_size=32, seed=3)
+    config = tiny_config(data, str(root / "run"))
+    training.train(config, 1, verbose=0)
+    exports = str(root / "exports")
+    run_program("keras_instance.export", f"--workdir={config.workdir}", f"--export_dir={exports}")
+    out = run_program("keras_instance.index", f"--workdir={config.workdir}",
+                      f"--export_dir={exports}", "--gallery=split:test", f"--k={K}")
+    assert "indexed as version 1" in out.stdout, out.stdout
+    dual = training.build_for_workdir(config, backbone_weights=None)
+    dual.full_model().load_weights(training.latest_weights(config.workdir)[1])
+    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    records = training.load_records(config)
+    test = split_records(records, "test")
+    paths = [r.image_path for r in test]
+    captions = [c for r in test for c in r.captions]
+    image_emb = evaluation.embed_images(dual.image_encoder(), paths, config.image_size,
+                                        config.test_flip_sum, config.eval_batch_size)
+    tokens = text.encode_captions(captions, vocab, config.max_length)
+    caption_emb = evaluation.embed_token_ids(dual.text_encoder, tokens, config.test_shift_sum)
+    return dict(root=root, config=config, dual=dual, vocab=vocab, records=records,
+                exports=exports, test=test, paths=paths, image_ids=[r.image_id for r in test],
+                captions=captions, caption_ids=[f"{r.image_id}#{n}" for r in test
+                                                for n in range(len(r.captions))],
+                caption_owner=np.array([i for i, r in enumerate(test) for _ in r.captions]),
+                image_emb=image_emb, caption_emb=caption_emb)
+
+
+def reference_top_k(query_emb, gallery_emb, k):
+    """NumPy top-k under retrieval.py's rule: score descending, lower gallery index first."""
+    scores = query_emb @ gallery_emb.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(scores, order, axis=1), scores
+
+
+def assert_same_top_k(got_ids, got_scores, gallery_ids, query_emb, gallery_emb, k):
+    """Ids equal and scores within ATOL; an id may differ only where two scores are within ATOL
+    of each other (a float near-tie), and then the served id must hold that score in-process."""
+    order, want_scores, scores = reference_top_k(query_emb, gallery_emb, k)
+    got_ids = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(np.asarray(got_ids))
+    assert got_ids.shape == order.shape and np.asarray(got_scores).shape == order.shape
+    np.testing.assert_allclose(got_scores, want_scores, rtol=0, atol=ATOL)
+    want_ids = np.array(gallery_ids, dtype=object)[order]
+    index = {g: i for i, g in enumerate(gallery_ids)}
+    for q, r in zip(*np.nonzero(got_ids != want_ids)):
+        held = scores[q, index[got_ids[q, r]]]
+        assert abs(held - want_scores[q, r]) < ATOL, (q, r, got_ids[q], want_ids[q])
+    return order
+
+
+def load_index(exports, name, version=1):
+    return tf.saved_model.load(os.path.join(exports, name, str(version))) \
+        .signatures["serving_default"]
+
+
+# ----------------------------------------------------------------------------- in process
+
+def test_index_savedmodels_equal_in_process_top_k(indexed):
+    d = indexed
+    for name in serving_index.INDEX_MODELS:
+        version = os.path.join(d["exports"], name, "1")
+        assert os.path.exists(os.path.join(version, "saved_model.pb"))
+        assert os.path.exists(os.path.join(version, serving_export.WARMUP_FILE))
+    t2i = load_index(d["exports"], "text_to_image")
+    out = t2i(sentences=tf.constant(d["captions"]))
+    assert set(out) == {"ids", "scores"} and out["scores"].dtype == tf.float32
+    assert out["ids"].shape == (len(d["captions"]), K)
+    assert_same_top_k(out["ids"].numpy(), out["scores"].numpy(), d["image_ids"],
+                      d["caption_emb"], d["image_emb"], K)
+
+    i2t = load_index(d["exports"], "image_to_text")
+    images = [open(p, "rb").read() for p in d["paths"]]
+    out = i2t(images=tf.constant(images))
+    assert set(out) == {"ids", "captions", "scores"}
+    assert_same_top_k(out["ids"].numpy(), out["scores"].numpy(), d["caption_ids"],
+                      d["image_emb"], d["caption_emb"], K)
+    by_id = dict(zip(d["caption_ids"], d["captions"]))
+    got_ids = out["ids"].numpy()
+    got_captions = out["captions"].numpy()
+    for q in range(len(images)):
+        for r in range(K):  # each caption text belongs to the id beside it
+            assert got_captions[q, r].decode("utf-8") == by_id[got_ids[q, r].decode("utf-8")]
+
+
+def test_models_config_lists_all_four(indexed):
+    from tensorflow_serving.config import model_server_config_pb2
+    with open(os.path.join(indexed["exports"], "models.config")) as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    entries = {c.name: c for c in config.model_config_list.config}
+    assert set(entries) == {"image_encoder", "text_encoder", "text_to_image", "image_to_text"}
+    for name, entry in entries.items():
+        assert entry.base_path == f"/models/{name}" and entry.model_platform == "tensorflow"
+
+
+def test_index_ops_are_core_or_tf_serving_tf_text(indexed):
+    core = set(dir(tf.raw_ops))
+    for name in serving_index.INDEX_MODELS:
+        ops = graph_ops(os.path.join(indexed["exports"], name, "1"))
+        assert {"MatMul", "TopKV2"} <= ops
+        outside = sorted(op for op in ops
+                         if op not in core | ALLOWED_INTERNAL_OPS | ALLOWED_TF_TEXT_OPS)
+        assert not outside, f"{name} uses ops outside the allow-list: {outside}"
+
+
+def test_ties_lower_gallery_index_first(indexed):
+    """Exact ties (one-hot gallery rows: a score is one query component, bit for bit) come out
+    in gallery order, as retrieval.py ranks them; tf.math.top_k documents this rule."""
+    d = indexed
+    text_module = serving_export.text_module(d["config"], d["dual"], d["vocab"])
+    dim = text_module.embed_dim
+    rows = [0, 1, 0, 2, 1, 0, 3, 2]
+    gallery = np.eye(dim, dtype=np.float32)[rows]
+    ids = [f"g{i}" for i in range(len(rows))]
+    module = serving_index.TextToImageModule(text_module, gallery, ids, k=100)
+    assert module.k == len(rows)  # k = min(k, gallery size)
+    sentences = d["captions"][:6]
+    out = module.serve(tf.constant(sentences))
+    query = text_module.serve(tf.constant(sentences))["embedding"].numpy()
+    scores = query[:, rows]
+    want = np.array(ids, dtype=object)[np.argsort(-scores, axis=1, kind="stable")]
+    got = np.vectorize(lambda b: b.decode(), otypes=[object])(out["ids"].numpy())
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(out["scores"].numpy(), np.sort(scores, axis=1)[:, ::-1])
+    assert (np.diff(out["scores"].numpy(), axis=1) == 0).any(), "the gallery must hold ties"
+
+
+def test_folder_gallery_and_arguments(indexed, tmp_path):
+    d = indexed
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(d["paths"][0], folder / "b.png")
+    shutil.copy(d["paths"][1], folder / "sub" / "a.png")
+    shutil.copy(d["paths"][2], folder / "A.PNG")
+    (folder / "x.jpg").write_bytes(serving_export.demo_jpeg(40, seed=7))
+    (folder / "notes.txt").write_text("not an image")
+    ids, paths = serving_index.folder_images(str(folder))
+    assert ids == ["A.PNG", "b.png", "sub/a.png", "x.jpg"]
+
+    spec = serving_index.GallerySpec.parse(f"folder:{folder}")
+    exports = str(tmp_path / "exports")
+    args = (d["config"], d["dual"], d["vocab"], exports, spec, d["records"])
+    with pytest.raises(ValueError, match="caption_split"):
+        serving_index.build_index(*args)
+    result = serving_index.build_index(*args, k=50, caption_split="test", log=lambda s: None)
+    assert result["version"] == 1 and result["k_text_to_image"] == 4
+    assert result["k_image_to_text"] == min(50, len(d["captions"]))
+    with pytest.raises(FileExistsError):
+        serving_index.build_index(*args, caption_split="test", version=1)
+    assert sorted(os.listdir(os.path.join(exports, "text_to_image"))) == ["1"], "no temp left"
+
+    t2i = load_index(exports, "text_to_image")
+    out = t2i(sentences=tf.constant(d["captions"][:10]))
+    folder_emb = evaluation.embed_images(d["dual"].image_encoder(), paths,
+                                         d["config"].image_size, d["config"].test_flip_sum)
+    assert_same_top_k(out["ids"].numpy(), out["scores"].numpy(), ids, d["caption_emb"][:10],
+                      folder_emb, 4)
+    i2t = load_index(exports, "image_to_text")
+    out = i2t(images=tf.constant([open(p, "rb").read() for p in paths]))
+    assert_same_top_k(out["ids"].numpy(), out["scores"].numpy(), d["caption_ids"], folder_emb,
+                      d["caption_emb"], min(50, len(d["captions"])))
+
+    for bad in ("test", "split:", "shelf:test", f"folder:{tmp_path / 'missing'}"):
+        with pytest.raises((ValueError, FileNotFoundError)):
+            serving_index.GallerySpec.parse(bad)
+    with pytest.raises(ValueError, match="k must be"):
+        serving_index.build_index(*args, k=0, caption_split="test")
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def start_standin(exports):
+    """`python -m serving.standin_server` on a free loopback port; returns (proc, port, log)."""
+    log_path = os.path.join(exports, os.pardir, "standin.log")
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.standin_server",
+         f"--model_config={os.path.join(exports, 'models.config')}", f"--models_root={exports}",
+         "--host=127.0.0.1", "--port=0", "--file_system_poll_wait_seconds=0",
+         "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1",
+         "--grpc_max_threads=4"],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=log, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+    port, ready, deadline = None, False, time.monotonic() + SERVER_START_S
+    while not ready and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        if ": gRPC on " in line:
+            port = int(line.rsplit(":", 1)[1])
+        ready = ": ready" in line
+    return proc, port if ready else None, log, log_path
+
+
+def stop(proc, log):
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+    log.close()
+
+
+def test_end_to_end_through_the_client(indexed):
+    d = indexed
+    proc, port, log, log_path = start_standin(d["exports"])
+    try:
+        assert port, "the stand-in did not start:\n" + open(log_path).read()[-4000:]
+        channel = client.make_channel(f"127.0.0.1:{port}")
+        try:
+            stub = client.prediction_stub(channel)
+            # Text → image: several test captions (the first two of every test image).
+            picks = [i for i in range(len(d["captions"]))
+                     if d["caption_ids"][i].endswith(("#0", "#1"))]
+            sentences = [d["captions"][i] for i in picks]
+            got = client.predict(stub, "text_to_image", {"sentences": sentences}, timeout=60)
+            assert set(got) == {"ids", "scores"}
+            query = d["caption_emb"][picks]
+            order = assert_same_top_k(got["ids"], got["scores"], d["image_ids"], query,
+                                      d["image_emb"], K)
+            owner = d["caption_owner"][picks]
+            right = np.flatnonzero(order[:, 0] == owner)  # captions the model gets right
+            assert len(right) >= 1, "the tiny model ranks no caption's image first in-process"
+            _, want_scores, _ = reference_top_k(query, d["image_emb"], K)
+            for q in right:
+                assert got["ids"][q, 0].decode() == d["image_ids"][owner[q]], sentences[q]
+                np.testing.assert_allclose(got["scores"][q], want_scores[q], rtol=0, atol=ATOL)
+
+            # Image → text: one test image's PNG bytes.
+            with open(d["paths"][0], "rb") as f:
+                png = f.read()
+            assert png.startswith(b"\x89PNG")
+            got = client.predict(stub, "image_to_text", {"images": [png]}, timeout=60)
+            assert set(got) == {"ids", "captions", "scores"} and got["ids"].shape == (1, K)
+            assert_same_top_k(got["ids"], got["scores"], d["caption_ids"],
+                              d["image_emb"][:1], d["caption_emb"], K)
+            by_id = dict(zip(d["caption_ids"], d["captions"]))
+            assert [c.decode() for c in got["captions"][0]] == \
+                [by_id[i.decode()] for i in got["ids"][0]]
+            assert proc.poll() is None, "the stand-in died:\n" + open(log_path).read()[-4000:]
+        finally:
+            channel.close()
+    finally:
+        stop(proc, log)
