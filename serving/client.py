@@ -39,7 +39,9 @@ DEFAULT_DEADLINE_S = 10.0
 DEFAULT_MAX_MESSAGE_MB = 64
 DEFAULT_SIGNATURE = "serving_default"
 # Query kind → (default model, signature input name).
-QUERY_DEFAULTS = {"text": ("text_encoder", "sentences"), "image": ("image_encoder", "images")}
+# Default models: a query returns the top-k gallery matches; --embed asks the encoders instead.
+QUERY_DEFAULTS = {"text": ("text_to_image", "sentences"), "image": ("image_to_text", "images")}
+EMBED_DEFAULTS = {"text": ("text_encoder", "sentences"), "image": ("image_encoder", "images")}
 
 EXIT_OK, EXIT_RPC_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -265,7 +267,7 @@ def run(server: str = DEFAULT_SERVER, texts: list[str] | None = None,
         print("error: give --model_version or --version_label, not both", file=err)
         return EXIT_USAGE
     kind = "text" if texts else "image"
-    default_model, default_input = QUERY_DEFAULTS[kind]
+    default_model, default_input = (EMBED_DEFAULTS if embed else QUERY_DEFAULTS)[kind]
     model = model or default_model
     input_name = input_name or default_input
     if texts:
@@ -304,8 +306,9 @@ def _define_flags():
     flags.DEFINE_string("server", DEFAULT_SERVER, "host:port of TF Serving's gRPC endpoint.")
     flags.DEFINE_multi_string("text", [], "A sentence to query with (repeat for a batch).")
     flags.DEFINE_multi_string("image", [], "A JPEG/PNG file to query with (repeat for a batch).")
-    flags.DEFINE_string("model", None, "Model name; default text_encoder for --text, "
-                        "image_encoder for --image (text_to_image / image_to_text: top-k).")
+    flags.DEFINE_string("model", None, "Model name; default text_to_image for --text and "
+                        "image_to_text for --image (top-k matches); with --embed, "
+                        "text_encoder / image_encoder.")
     flags.DEFINE_string("input_name", None, "Signature input; default sentences / images.")
     flags.DEFINE_string("signature_name", DEFAULT_SIGNATURE, "Signature to call.")
     flags.DEFINE_integer("model_version", None, "Serve this version (default: the latest).")
@@ -313,7 +316,8 @@ def _define_flags():
     flags.DEFINE_float("deadline_s", DEFAULT_DEADLINE_S, "RPC deadline in seconds.")
     flags.DEFINE_float("max_message_mb", DEFAULT_MAX_MESSAGE_MB,
                        "gRPC max send/receive message size in MiB (gRPC's default is 4).")
-    flags.DEFINE_boolean("embed", False, "Print every embedding value, not a summary.")
+    flags.DEFINE_boolean("embed", False, "Ask the encoder for the embedding (every value "
+                         "printed) instead of the top-k matches.")
     return flags.FLAGS
 
 

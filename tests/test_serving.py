@@ -412,7 +412,7 @@ def run_client(**kwargs):
 
 
 def test_client_prints_embeddings_and_top_k(server, tmp_path):
-    code, out, err = run_client(server=server.address, texts=["a red car"])
+    code, out, err = run_client(server=server.address, texts=["a red car"], embed=True)
     assert code == 0, err
     assert "model text_encoder version 1 signature serving_default" in out
     assert "embedding: float32 [1, 8]" in out and "L2 norm" in out
@@ -424,13 +424,13 @@ def test_client_prints_embeddings_and_top_k(server, tmp_path):
 
     image = tmp_path / "red.png"
     image.write_bytes(png_bytes([255, 0, 0]))
-    code, out, err = run_client(server=server.address, images=[str(image)])
+    code, out, err = run_client(server=server.address, images=[str(image)], embed=True)
     assert code == 0, err
     assert "model image_encoder version 1" in out and "embedding: float32 [1, 3]" in out
 
-    code, out, err = run_client(server=server.address, texts=["a red car", "two dogs"],
-                                model="text_to_image")
-    assert code == 0, err
+    code, out, err = run_client(server=server.address, texts=["a red car", "two dogs"])
+    assert code == 0, err  # without --embed a text query goes to text_to_image: top-k
+    assert "model text_to_image version 1" in out
     assert "ids, scores: top-3 for 2 queries" in out and "[1] two dogs" in out
     assert "rank  ids  scores" in out and "img" in out and "b'img" not in out
 
@@ -468,11 +468,11 @@ def test_client_error_messages(server, tmp_path):
     code, _, err = run_client(server=server.address, texts=["x"], model="nope")
     assert code == client.EXIT_RPC_ERROR and "model 'nope' not found on" in err
     code, _, err = run_client(server=server.address, texts=["x"], version=5)
-    assert code == client.EXIT_RPC_ERROR and "model 'text_encoder' version 5 not found" in err
+    assert code == client.EXIT_RPC_ERROR and "model 'text_to_image' version 5 not found" in err
 
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    code, _, err = run_client(server=server.address, images=[str(corrupt)])
+    code, _, err = run_client(server=server.address, images=[str(corrupt)], embed=True)
     assert code == client.EXIT_RPC_ERROR and "rejected the request" in err
     assert "image" in err and err.count("\n") == 1
 
@@ -486,7 +486,7 @@ def test_client_error_messages(server, tmp_path):
 def test_client_command_line(server):
     dead = f"127.0.0.1:{free_port()}"
     ok = subprocess.Popen([sys.executable, "-m", "serving.client", f"--server={server.address}",
-                           "--text=a dog", "--text=a cat"], cwd=ROOT, env=ENV, text=True,
+                           "--text=a dog", "--text=a cat", "--embed"], cwd=ROOT, env=ENV, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     down = subprocess.Popen([sys.executable, "-m", "serving.client", f"--server={dead}",
                              "--text=a dog", "--deadline_s=5"], cwd=ROOT, env=ENV, text=True,
