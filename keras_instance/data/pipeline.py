@@ -1,0 +1,180 @@
+"""tf.data input: images, augmentation, Position Shift, and (image, caption, instance) batches.
+
+Captions are tokenised once, up front, with the serving graph's own `text.token_ids`; the
+training pipeline then carries only int32 ids (MirroredStrategy cannot feed tf.string). Every
+random choice is stateless and derived from `seed`, so a run is reproducible.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from keras_instance.data.records import Record
+from keras_instance.text import PAD_ID, Vocabulary, encode_captions
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass
+class TrainingSet:
+    """Training records as arrays: one row per image, captions grouped by instance class."""
+    image_paths: np.ndarray      # [N] str
+    image_classes: np.ndarray    # [N] int32, contiguous 0..C−1
+    caption_tokens: np.ndarray   # [M, L] int32, sorted by class
+    caption_classes: np.ndarray  # [M] int32
+    class_start: np.ndarray      # [C] first caption row of each class
+    class_count: np.ndarray      # [C] captions of each class
+    num_classes: int
+
+    @classmethod
+    def from_records(cls, records: list[Record], vocab: Vocabulary, max_length: int,
+                     class_of_label: dict[int, int] | None = None,
+                     record_classes: np.ndarray | None = None,
+                     num_classes: int | None = None) -> "TrainingSet":
+        """Class = contiguous index of `label` (one per image, or per person for CUHK-PEDES).
+
+        Captions of every image of a class form its pool: CUHK-PEDES pairs an image with a random
+        caption of any image of the same person, and for one-image classes this is the image's own.
+        `record_classes` ([N] ints in [0, num_classes)) sets each record's class directly instead,
+        e.g. k-means pseudo-labels: every image's captions then join its cluster's pool.
+        """
+        if record_classes is not None:
+            image_classes = np.asarray(record_classes).astype(np.int32)
+            num_classes = int(num_classes if num_classes is not None else image_classes.max() + 1)
+            if image_classes.shape != (len(records),) or not (
+                    (image_classes >= 0) & (image_classes < num_classes)).all():
+                raise ValueError(f"record_classes must be {len(records)} ids in [0, {num_classes})")
+        else:
+            if class_of_label is None:
+                class_of_label = {lab: i for i, lab in
+                                  enumerate(sorted({r.label for r in records}))}
+            image_classes = np.array([class_of_label[r.label] for r in records], np.int32)
+            num_classes = len(class_of_label)
+        captions, caption_classes = [], []
+        for r, c in zip(records, image_classes):
+            captions.extend(r.captions)
+            caption_classes.extend([c] * len(r.captions))
+        caption_classes = np.array(caption_classes, np.int32)
+        order = np.argsort(caption_classes, kind="stable")
+        tokens = encode_captions([captions[i] for i in order], vocab, max_length)
+        caption_classes = caption_classes[order]
+        count = np.bincount(caption_classes, minlength=num_classes).astype(np.int32)
+        start = (np.cumsum(count) - count).astype(np.int32)
+        return cls(np.array([r.image_path for r in records]), image_classes, tokens,
+                   caption_classes, start, count, num_classes)
+
+
+def position_shift(tokens: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Left-aligned ids [L] of n words → the same words starting at a random offset in [0, L−n]."""
+    length = tf.shape(tokens)[0]
+    n = tf.reduce_sum(tf.cast(tokens != PAD_ID, tf.int32))
+    offset = tf.random.stateless_uniform([], seed, 0, length - n + 1, dtype=tf.int32)
+    return tf.roll(tokens, offset, axis=0)
+
+
+def all_shifts(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every Position-Shift offset of each sentence: (shifted rows, index of their sentence).
+
+    A sentence of n words has L − n + 1 offsets; the test-time text feature sums over them.
+    """
+    length = tokens.shape[1]
+    counts = (tokens != PAD_ID).sum(axis=1)
+    rows, owner = [], []
+    for i, (row, n) in enumerate(zip(tokens, counts)):
+        for offset in range(length - n + 1):
+            rows.append(np.roll(row, offset))
+            owner.append(i)
+    return np.stack(rows).astype(np.int32), np.array(owner, np.int64)
+
+
+def decode_image(data: tf.Tensor) -> tf.Tensor:
+    """JPEG/PNG/BMP/GIF bytes → float32 RGB [H, W, 3] in [0, 255] (first frame of a GIF)."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return tf.cast(image, tf.float32)
+
+
+def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor,
+                        scale=(0.8, 1.0), aspect=(3 / 4, 4 / 3)) -> tf.Tensor:
+    """Crop 80–100 % (side) of the largest crop of a random aspect in [3/4, 4/3], resize (METHOD.md)."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    h, w = shape[0], shape[1]
+    log_ratio = tf.random.stateless_uniform([], seeds[0], math.log(aspect[0]), math.log(aspect[1]))
+    ratio = tf.exp(log_ratio)  # width / height of the crop
+    crop_h = tf.minimum(h, w / ratio)
+    crop_w = crop_h * ratio
+    s = tf.random.stateless_uniform([], seeds[1], scale[0], scale[1])
+    crop_h = tf.maximum(tf.floor(crop_h * s), 1.0)
+    crop_w = tf.maximum(tf.floor(crop_w * s), 1.0)
+    top = tf.floor(tf.random.stateless_uniform([], seeds[2], 0.0, 1.0) * (h - crop_h + 1))
+    left = tf.floor(tf.random.stateless_uniform([], seeds[3], 0.0, 1.0) * (w - crop_w + 1))
+    crop = tf.image.crop_to_bounding_box(image, tf.cast(top, tf.int32), tf.cast(left, tf.int32),
+                                         tf.cast(crop_h, tf.int32), tf.cast(crop_w, tf.int32))
+    return tf.image.resize(crop, [size, size])
+
+
+def augment(image: tf.Tensor, size: int, seed: tf.Tensor, flip: bool, scale) -> tf.Tensor:
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    image = random_resized_crop(image, size, crop_seed, scale)
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    return image
+
+
+def load_eval_image(path: tf.Tensor, size: int) -> tf.Tensor:
+    """Whole image resized to size × size (no crop), as the test protocol looks at it."""
+    return tf.image.resize(decode_image(tf.io.read_file(path)), [size, size])
+
+
+def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: int = 224,
+                  features: np.ndarray | None = None, flip: bool = True, crop_scale=(0.8, 1.0),
+                  shift: bool = True, pool_size: int = 0) -> tf.data.Dataset:
+    """One epoch: every training image once, shuffled, paired with a random caption of its class.
+
+    With `features` [N, K, D] (Stage I cache) the image input is one random cached view instead
+    of pixels. With `pool_size`, each batch also carries about that many random training captions
+    for the paper's hardest-of-pool negatives, spread over its examples (so they split evenly over
+    replicas and are gathered back). Ends with ({inputs}, class) batches, remainder dropped.
+    """
+    n = len(data.image_classes)
+    if n < batch_size:
+        raise ValueError(f"batch size {batch_size} is larger than the {n} training images")
+    classes = tf.constant(data.image_classes)
+    start, count = tf.constant(data.class_start), tf.constant(data.class_count)
+    tokens_table = tf.constant(data.caption_tokens)
+    paths = tf.constant(data.image_paths)
+    feats = tf.constant(features) if features is not None else None
+    caption_classes = tf.constant(data.caption_classes)
+    pool_per_example = -(-pool_size // batch_size) if pool_size else 0
+
+    def example(index, rng):
+        seeds = tf.random.experimental.stateless_split(tf.cast(rng, tf.int64), 4)
+        c = classes[index]
+        pick = tf.random.stateless_uniform([], seeds[0], 0, count[c], dtype=tf.int32)
+        tokens = tokens_table[start[c] + pick]
+        if shift:
+            tokens = position_shift(tokens, seeds[1])
+        if feats is not None:
+            views = tf.shape(feats)[1]
+            view = tf.random.stateless_uniform([], seeds[2], 0, views, dtype=tf.int32)
+            inputs = {"image_features": feats[tf.cast(index, tf.int32), view], "tokens": tokens}
+        else:
+            image = decode_image(tf.io.read_file(paths[index]))
+            inputs = {"image": augment(image, image_size, seeds[2], flip, crop_scale),
+                      "tokens": tokens}
+        if pool_per_example:
+            rows = tf.random.stateless_uniform([pool_per_example], seeds[3], 0,
+                                               tf.shape(caption_classes)[0], dtype=tf.int32)
+            inputs["pool_tokens"] = tf.gather(tokens_table, rows)
+            inputs["pool_labels"] = tf.gather(caption_classes, rows)
+        return inputs, c
+
+    indices = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    rngs = tf.data.Dataset.random(seed=seed).batch(2)
+    ds = tf.data.Dataset.zip(indices, rngs).map(example, num_parallel_calls=AUTOTUNE,
+                                                 deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
