@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(PY) -m keras_instance.train --flagfile=configs/demo.flags --stage=1
 	$(PY) -m keras_instance.train --flagfile=configs/demo.flags --stage=2
 	$(PY) -m keras_instance.evaluate --flagfile=configs/demo.flags --split=test
+	$(PY) -m keras_instance.report --flagfile=configs/demo.flags --split=test
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

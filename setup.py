@@ -8,7 +8,6 @@ setup(
                  "(Zheng et al., arXiv 1711.05535) for TensorFlow/Keras 3"),
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["keras_instance", "keras_instance.*"]),
-    package_data={"keras_instance": ["configs/*.flags"]},
     install_requires=[
         "tensorflow==2.21.0",
         "keras==3.15.1",
@@ -22,6 +21,8 @@ setup(
         "pillow==13.0.0",
         "protobuf==7.36.2",
         "grpcio==1.85.3",
+        "matplotlib==3.11.2",
+        "scikit-learn==1.9.1",
     ],
-    extras_require={"dev": ["pytest==9.2.0"]},
+    extras_require={"dev": ["pytest==9.2.0"], "bench": ["faiss-cpu==1.15.1"]},
 )

@@ -66,6 +66,10 @@ flags.DEFINE_string("feature_cache", None,
                     "Cache the frozen backbone's features in this folder (frozen stages only).")
 flags.DEFINE_integer("cache_views", _D.cache_views, "Augmented views per image in the cache.")
 flags.DEFINE_integer("seed", _D.seed, "Seed of every random choice.")
+flags.DEFINE_enum("labels", _D.labels, ["instance", "kmeans"],
+                  "Training classes: one per image (instance loss) or k-means clusters of the "
+                  "frozen backbone's image features (pseudo-labels).")
+flags.DEFINE_integer("num_clusters", _D.num_clusters, "K for --labels=kmeans.")
 # Evaluation
 flags.DEFINE_enum("protocol", _D.protocol, ["1k", "coco_1k", "coco_5k", "cuhk"], "Test protocol.")
 flags.DEFINE_boolean("test_flip_sum", _D.test_flip_sum, "Sum image features with the mirror image.")
@@ -114,7 +118,8 @@ def config_from_flags() -> Config:
         momentum=FLAGS.momentum, batch_size=FLAGS.batch_size,
         stage1_freeze_backbone=FLAGS.stage1_freeze_backbone,
         stage2_freeze_backbone=FLAGS.stage2_freeze_backbone, feature_cache=FLAGS.feature_cache,
-        cache_views=FLAGS.cache_views, seed=FLAGS.seed, protocol=FLAGS.protocol,
+        cache_views=FLAGS.cache_views, seed=FLAGS.seed, labels=FLAGS.labels,
+        num_clusters=FLAGS.num_clusters, protocol=FLAGS.protocol,
         test_flip_sum=FLAGS.test_flip_sum, test_shift_sum=FLAGS.test_shift_sum,
         eval_batch_size=FLAGS.eval_batch_size)
     return config.validate()

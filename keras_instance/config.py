@@ -70,6 +70,10 @@ class Config:
     feature_cache: Optional[str] = None     # frozen-backbone stages train from cached features
     cache_views: int = 1                    # augmented views per image in the cache
     seed: int = 0
+    # Classes: "instance" (one per training image; per person for CUHK-PEDES) or "kmeans"
+    # (pseudo-labels: k-means clusters of the frozen backbone's features, the seed's §6)
+    labels: str = "instance"
+    num_clusters: int = 0                   # K for labels="kmeans"
     # Evaluation
     protocol: str = "1k"
     test_flip_sum: bool = True
@@ -90,6 +94,10 @@ class Config:
             raise ValueError(f"dropout is a drop probability in [0, 1), got {self.dropout}")
         if self.cache_views < 1 or self.batch_size < 1 or self.max_length < 1:
             raise ValueError("cache_views, batch_size and max_length must be positive")
+        if self.labels not in ("instance", "kmeans"):
+            raise ValueError(f"labels must be 'instance' or 'kmeans', got {self.labels!r}")
+        if self.labels == "kmeans" and self.num_clusters < 2:
+            raise ValueError(f"labels='kmeans' needs num_clusters >= 2, got {self.num_clusters}")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ValueError(f"crop_scale must be two numbers 0 < lo <= hi <= 1, got "
                              f"{self.crop_scale}")

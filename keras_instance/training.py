@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_instance import feature_cache, text, word2vec
+from keras_instance import feature_cache, pseudo_labels, text, word2vec
 from keras_instance.config import Config
 from keras_instance.data import readers
 from keras_instance.data.pipeline import TrainingSet, train_dataset
@@ -94,11 +94,31 @@ def make_optimizer(config: Config, stage: int, steps_per_epoch: int) -> keras.op
     raise ValueError(f"unknown optimizer {config.optimizer!r} (supported: sgd)")
 
 
-def _prepare_data(config: Config, log) -> tuple[TrainingSet, text.Vocabulary, np.ndarray | None]:
-    """Read + validate the dataset, fix the vocabulary, write config.json and meta.json."""
+def _prepare_data(config: Config, log, stage: int = 1
+                  ) -> tuple[TrainingSet, text.Vocabulary, np.ndarray | None]:
+    """Read + validate the dataset, fix the vocabulary, write config.json and meta.json.
+
+    With `labels="kmeans"` the classes are k-means clusters, computed in Stage I and stored in
+    the workdir (`pseudo_labels`), which Stage II reuses.
+    """
     train_records = split_records(load_records(config), "train")
     vocab, word_matrix = prepare_vocabulary(config, train_records, log)
-    data = TrainingSet.from_records(train_records, vocab, config.max_length)
+    if config.labels == "kmeans":
+        clusters = pseudo_labels.prepare_kmeans_labels(
+            config, [r.image_path for r in train_records], may_compute=stage == 1, log=log)
+        data = TrainingSet.from_records(train_records, vocab, config.max_length,
+                                        record_classes=clusters,
+                                        num_classes=config.num_clusters)
+    else:
+        data = TrainingSet.from_records(train_records, vocab, config.max_length)
+    meta_path = os.path.join(config.workdir, "meta.json")
+    if stage == 2 and os.path.exists(meta_path):
+        with open(meta_path) as f:
+            before = json.load(f).get("num_classes")
+        if before is not None and before != data.num_classes:
+            raise ValueError(f"Stage I was trained with {before} classes but this run has "
+                             f"{data.num_classes} (--labels={config.labels}): Stage II must use "
+                             "Stage I's --labels/--num_clusters")
     config.save()
     with open(os.path.join(config.workdir, "meta.json"), "w") as f:
         json.dump({"num_classes": data.num_classes, "vocab_size": len(vocab),
@@ -169,7 +189,7 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
         raise FileNotFoundError(f"Stage II starts from Stage I, but {stage1} does not exist: "
                                 "run --stage=1 first")
     keras.utils.set_random_seed(config.seed + stage)  # weight init, dropout: reproducible runs
-    data, vocab, word_matrix = _prepare_data(config, log)
+    data, vocab, word_matrix = _prepare_data(config, log, stage)
     frozen = config.backbone_frozen(stage)
     use_cache = frozen and bool(config.feature_cache)
     with strategy.scope():

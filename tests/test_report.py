@@ -1,0 +1,159 @@
+"""The HTML retrieval report: tiny trained model, report program, page parsed and rendered."""
+import html.parser
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_instance import report_html, training
+from keras_instance.data.demo import generate_demo
+
+from test_training import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_QUERIES = 4
+SECTIONS = {"summary", "text-queries", "image-queries", "recall-curves", "training-curves-section"}
+
+
+class Page(html.parser.HTMLParser):
+    """What the tests look at: images, section/table ids, right-answer marks per query row."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.ids, self.tables = [], set(), []
+        self.rows = {"text-query-table": [], "image-query-table": []}
+        self._table_stack = []
+        self.body = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "body":
+            self.body = attrs
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "table":
+            self._table_stack.append(attrs.get("id"))
+            self.tables.append(attrs.get("id"))
+        outer = next((t for t in self._table_stack if t in self.rows), None)
+        if tag == "tr" and "data-rank" in attrs and outer:
+            self.rows[outer].append({"rank": int(attrs["data-rank"]), "marks": 0})
+        if attrs.get("data-right") == "1" and outer and self.rows[outer]:
+            self.rows[outer][-1]["marks"] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table_stack.pop()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    data = str(base / "data")
+    generate_demo(data, num_train=48, num_val=2, num_test=12, image_size=32, seed=4)
+    config = tiny_config(data, str(base / "run"), stage1_lr_schedule="0.1:2",
+                         stage2_lr_schedule="0.1:1")
+    training.train(config, 1, verbose=0, log=lambda *_: None)
+    training.train(config, 2, verbose=0, log=lambda *_: None)
+    # The program as `make demo` calls it: a flagfile full of training flags is accepted.
+    flagfile = base / "run.flags"
+    flagfile.write_text("\n".join([
+        "--dataset=demo", f"--data_dir={data}", f"--workdir={config.workdir}",
+        "--backbone=tiny_cnn", "--backbone_weights=none", "--image_size=32", "--norandom_flip",
+        "--notest_flip_sum", "--batch_size=16", "--stage1_lr_schedule=0.1:2"]) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "keras_instance.report", f"--flagfile={flagfile}",
+                           "--split=test", f"--num_queries={NUM_QUERIES}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    index = os.path.join(config.workdir, "report", "index.html")
+    assert proc.stdout.strip().splitlines()[-1] == f"report: {os.path.abspath(index)}"
+    return index
+
+
+def test_report_page_is_complete_and_self_contained(report):
+    folder = os.path.dirname(report)
+    page = Page()
+    with open(report, encoding="utf-8") as f:
+        page.feed(f.read())
+    assert SECTIONS <= page.ids
+    assert {"text-query-table", "image-query-table", "recall-table"} <= set(page.tables)
+    assert {"recall-curve-plot", "training-curves"} <= page.ids
+    # 4 text queries × (5 results + own image) + 4 query images + 2 plots.
+    assert len(page.images) == NUM_QUERIES * 6 + NUM_QUERIES + 2
+    for src in page.images:
+        assert not os.path.isabs(src) and "://" not in src, src
+        path = os.path.join(folder, src)
+        assert os.path.isfile(path), src
+        with Image.open(path) as im:
+            im.verify()
+    with Image.open(os.path.join(folder, "recall_curves.png")) as im:
+        assert im.format == "PNG" and im.size[0] >= 300
+    # Text queries: exactly one right image per query (one image per caption), marked iff in top 5.
+    rows = page.rows["text-query-table"]
+    assert len(rows) == NUM_QUERIES
+    for row in rows:
+        assert 1 <= row["rank"] <= 12
+        assert row["marks"] == (1 if row["rank"] <= 5 else 0)
+    # Image queries: up to 5 of its own captions in the top 5, at least one iff its rank ≤ 5.
+    rows = page.rows["image-query-table"]
+    assert len(rows) == NUM_QUERIES
+    for row in rows:
+        assert 0 <= row["marks"] <= 5
+        assert (row["marks"] > 0) == (row["rank"] <= 5)
+
+
+def test_captions_are_escaped(tmp_path):
+    img = tmp_path / "a.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(img)
+    rec = type("R", (), {"image_path": str(img), "image_id": "a<1>"})()
+    unit = np.ones((1, 2), np.float32) / np.sqrt(2)
+    emb = report_html.SplitEmbeddings(
+        [rec], ['<script>alert("x")</script> & <b>bold</b>'], np.array([0]), np.array([7]),
+        np.array([7]), unit, unit)
+    os.makedirs(tmp_path / "thumbs")
+    out = report_html.image_query_rows(emb, [0], str(tmp_path), top=1)
+    out += report_html.text_query_rows(emb, [0], str(tmp_path), top=1)
+    assert "<script>" not in out and "<b>" not in out and "a<1>" not in out
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in out
+    with Image.open(tmp_path / "thumbs" / "000000.jpg") as im:
+        assert im.format == "JPEG"
+
+
+def test_recall_curve_and_tie_order():
+    assert np.allclose(report_html.recall_curve(np.array([1, 2, 2, 9]), 3), [25.0, 75.0, 75.0])
+    assert report_html.ranked(np.array([0.5, 0.9, 0.5, 0.9]), 4).tolist() == [1, 3, 0, 2]
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_renders_in_headless_chromium(report):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium: apt-get install chromium (Debian) to run the browser check")
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+             "--dump-dom", "file://" + os.path.abspath(report)],
+            capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = Page()
+    page.feed(proc.stdout)
+    assert SECTIONS <= page.ids, "the rendered DOM lacks sections"
+    assert "text-query-table" in page.tables and "image-query-table" in page.tables
+    total = int(page.body.get("data-images-total", -1))
+    assert total == len(page.images) > 0, page.body
+    assert int(page.body["data-images-loaded"]) == total, "some images did not load"
