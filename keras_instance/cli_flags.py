@@ -6,6 +6,7 @@ workflow. The library never reads these: programs call `config_from_flags()` and
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from absl import flags
 
@@ -128,4 +129,17 @@ def config_from_flags() -> Config:
 def user_errors():
     """Errors a user can fix from the message alone (bad data, paths, settings)."""
     from keras_instance.data.records import DatasetError
-    return (DatasetError, FileNotFoundError, ValueError, flags.ValidationError)
+    return (DatasetError, FileNotFoundError, FileExistsError, ValueError, flags.ValidationError)
+
+
+def run_reporting_user_errors(run) -> None:
+    """Call `run()`; a user error ends the program with its one-line message, no traceback."""
+    try:
+        run()
+    except user_errors() as err:
+        sys.exit(f"error: {err}")
+
+
+def present_overrides(names) -> dict:
+    """The named flags the user actually set: they override a workdir's saved config."""
+    return {name: getattr(FLAGS, name) for name in names if FLAGS[name].present}

@@ -4,8 +4,6 @@ Uses the workdir's saved config (architecture, vocabulary, dataset); the evaluat
 (--protocol, --test_flip_sum, --test_shift_sum, --eval_batch_size) may override it.
 Prints the recall table and writes <workdir>/eval_<split>.json.
 """
-import dataclasses
-import sys
 
 from absl import app, flags
 
@@ -19,26 +17,18 @@ _EVAL_FLAGS = ("protocol", "test_flip_sum", "test_shift_sum", "eval_batch_size")
 
 def main(argv):
     del argv
-    try:
-        run()
-    except cli_flags.user_errors() as err:
-        sys.exit(f"error: {err}")
+    cli_flags.run_reporting_user_errors(run)
 
 
 def run():
-    from keras_instance import evaluation, retrieval, text, training
-    from keras_instance.config import Config
-    config = Config.load(FLAGS.workdir)
-    overrides = {name: getattr(FLAGS, name) for name in _EVAL_FLAGS if FLAGS[name].present}
-    config = dataclasses.replace(config, **overrides)
-    stage, weights = training.latest_weights(config.workdir, FLAGS.stage)
-    dual = training.build_for_workdir(config, backbone_weights=None)
-    dual.full_model().load_weights(weights)
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    from keras_instance import evaluation, retrieval, trained, training
+    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS),
+                               FLAGS.stage)
+    config, stage = run.config, run.stage
     records = training.load_records(config)
-    result = evaluation.evaluate_split(config, dual, vocab, records, FLAGS.split)
+    result = evaluation.evaluate_split(config, run.dual, run.vocab, records, FLAGS.split)
     result["stage"] = stage
-    print(f"\n{config.dataset} {FLAGS.split} split, Stage {stage} model ({weights})")
+    print(f"\n{config.dataset} {FLAGS.split} split, {run.describe()}")
     print(retrieval.format_table(result))
     name = FLAGS.split if FLAGS.stage is None else f"{FLAGS.split}_stage{stage}"
     print(f"written: {evaluation.write_result(result, config.workdir, name)}")

@@ -10,9 +10,7 @@
 
 Uses the workdir's saved config, like evaluate.
 """
-import dataclasses
 import os
-import sys
 
 from absl import app, flags
 
@@ -33,10 +31,7 @@ _EVAL_FLAGS = ("test_flip_sum", "test_shift_sum", "eval_batch_size")
 
 def main(argv):
     del argv
-    try:
-        run()
-    except cli_flags.user_errors() as err:
-        sys.exit(f"error: {err}")
+    cli_flags.run_reporting_user_errors(run)
 
 
 def run():
@@ -47,16 +42,11 @@ def run():
         raise ValueError("--sentence needs --image")
     if FLAGS.image and not os.path.exists(FLAGS.image):
         raise FileNotFoundError(f"--image {FLAGS.image!r} does not exist")
-    from keras_instance import explain_words, text, training
-    from keras_instance.config import Config
-    config = Config.load(FLAGS.workdir)
-    overrides = {name: getattr(FLAGS, name) for name in _EVAL_FLAGS if FLAGS[name].present}
-    config = dataclasses.replace(config, **overrides)
-    stage, weights = training.latest_weights(config.workdir, FLAGS.stage)
-    dual = training.build_for_workdir(config, backbone_weights=None)
-    dual.full_model().load_weights(weights)
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
-    print(f"Stage {stage} model ({weights})")
+    from keras_instance import explain_words, trained, training
+    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS),
+                               FLAGS.stage)
+    config, dual, vocab = run.config, run.dual, run.vocab
+    print(run.describe())
     if FLAGS.sentence is not None:
         expl = explain_words.explain(config, dual, vocab, FLAGS.image, FLAGS.sentence)
         print(explain_words.format_table(expl))

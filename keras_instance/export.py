@@ -7,8 +7,6 @@ folder where `exports/` is mounted inside the tensorflow/serving container, /mod
 and `<workdir>/model.keras`. N defaults to one more than the largest existing version.
 Uses the workdir's saved config; --test_flip_sum / --test_shift_sum may override it.
 """
-import dataclasses
-import sys
 
 from absl import app, flags
 
@@ -26,25 +24,16 @@ _EVAL_FLAGS = ("test_flip_sum", "test_shift_sum")
 
 def main(argv):
     del argv
-    try:
-        run()
-    except (*cli_flags.user_errors(), FileExistsError) as err:
-        sys.exit(f"error: {err}")
+    cli_flags.run_reporting_user_errors(run)
 
 
 def run():
-    from keras_instance import serving_export, text, training
-    from keras_instance.config import Config
-    config = Config.load(FLAGS.workdir)
-    overrides = {name: getattr(FLAGS, name) for name in _EVAL_FLAGS if FLAGS[name].present}
-    config = dataclasses.replace(config, **overrides)
-    stage, weights = training.latest_weights(config.workdir)
-    dual = training.build_for_workdir(config, backbone_weights=None)
-    dual.full_model().load_weights(weights)
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    from keras_instance import serving_export, trained
+    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS))
+    config, dual, vocab = run.config, run.dual, run.vocab
     result = serving_export.export(config, dual, vocab, FLAGS.export_dir, FLAGS.version,
                                    FLAGS.base_path)
-    print(f"Stage {stage} model ({weights}) exported as version {result['version']}:")
+    print(f"{run.describe()} exported as version {result['version']}:")
     for key in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL, "models_config"):
         print(f"  {result[key]}")
     if FLAGS.save_keras:

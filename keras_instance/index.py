@@ -10,8 +10,6 @@ by default the gallery's split (a folder gallery needs it, or --models=text_to_i
 N defaults to one more than the largest existing index version. Uses the workdir's saved config
 and latest finished stage; --test_flip_sum / --test_shift_sum / --eval_batch_size may override.
 """
-import dataclasses
-import sys
 
 from absl import app, flags
 
@@ -34,30 +32,21 @@ _EVAL_FLAGS = ("test_flip_sum", "test_shift_sum", "eval_batch_size")
 
 def main(argv):
     del argv
-    try:
-        run()
-    except (*cli_flags.user_errors(), FileExistsError) as err:
-        sys.exit(f"error: {err}")
+    cli_flags.run_reporting_user_errors(run)
 
 
 def run():
-    from keras_instance import serving_index, text, training
-    from keras_instance.config import Config
+    from keras_instance import serving_index, trained, training
     spec = serving_index.GallerySpec.parse(FLAGS.gallery)  # fail fast, before loading a model
-    config = Config.load(FLAGS.workdir)
-    overrides = {name: getattr(FLAGS, name) for name in _EVAL_FLAGS if FLAGS[name].present}
-    config = dataclasses.replace(config, **overrides)
-    stage, weights = training.latest_weights(config.workdir)
-    dual = training.build_for_workdir(config, backbone_weights=None)
-    dual.full_model().load_weights(weights)
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS))
+    config, dual, vocab = run.config, run.dual, run.vocab
     needs_records = spec.kind == "split" or serving_index.IMAGE_TO_TEXT in FLAGS.models
     records = training.load_records(config) if needs_records else None
     result = serving_index.build_index(config, dual, vocab, FLAGS.export_dir, spec, records,
                                        k=FLAGS.k, version=FLAGS.version,
                                        caption_split=FLAGS.caption_split, models=FLAGS.models,
                                        base_path=FLAGS.base_path)
-    print(f"Stage {stage} model ({weights}) indexed as version {result['version']}:")
+    print(f"{run.describe()} indexed as version {result['version']}:")
     for key in (*serving_index.INDEX_MODELS, "models_config"):
         if key in result:
             print(f"  {result[key]}")

@@ -5,9 +5,7 @@ its path. Uses the workdir's saved config, like evaluate; the evaluation flags (
 --test_flip_sum, --test_shift_sum, --eval_batch_size) and --seed (which queries are sampled) may
 override it, so the training flagfile can be passed as it is.
 """
-import dataclasses
 import os
-import sys
 
 from absl import app, flags
 
@@ -23,29 +21,21 @@ _EVAL_FLAGS = ("protocol", "test_flip_sum", "test_shift_sum", "eval_batch_size")
 
 def main(argv):
     del argv
-    try:
-        run()
-    except cli_flags.user_errors() as err:
-        sys.exit(f"error: {err}")
+    cli_flags.run_reporting_user_errors(run)
 
 
 def run():
-    from keras_instance import report_html, text, training
-    from keras_instance.config import Config
+    from keras_instance import report_html, trained, training
     if FLAGS.num_queries < 1:
         raise ValueError(f"--num_queries must be positive, got {FLAGS.num_queries}")
-    config = Config.load(FLAGS.workdir)
-    overrides = {name: getattr(FLAGS, name) for name in _EVAL_FLAGS if FLAGS[name].present}
-    config = dataclasses.replace(config, **overrides)
+    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS),
+                               FLAGS.stage)
+    config = run.config
     seed = FLAGS.seed if FLAGS["seed"].present else config.seed
-    stage, weights = training.latest_weights(config.workdir, FLAGS.stage)
-    dual = training.build_for_workdir(config, backbone_weights=None)
-    dual.full_model().load_weights(weights)
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
     records = training.load_records(config)
     path = report_html.write_report(
-        config, dual, vocab, records, FLAGS.split, FLAGS.report_dir, FLAGS.num_queries, seed,
-        title=f"Stage {stage} model ({weights})")
+        config, run.dual, run.vocab, records, FLAGS.split, FLAGS.report_dir, FLAGS.num_queries,
+        seed, title=run.describe())
     print(f"report: {os.path.abspath(path)}")
 
 
