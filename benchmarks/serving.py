@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,6 +51,8 @@ ROOT = os.path.dirname(HERE)
 # first by `python benchmarks/serving.py`) must not shadow it with this file.
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) not in (HERE, ROOT)]
 sys.path.insert(0, ROOT)
+
+from serving.standin_process import StandinProcess  # noqa: E402
 
 TIE_ATOL = 1e-5
 
@@ -147,72 +147,18 @@ def export_models(config, dual, vocab, records, export_dir: str, k: int) -> dict
 
 # ------------------------------------------------------------------------ the stand-in
 
-class StandIn:
-    """`python -m serving.standin_server` on 127.0.0.1, --port 0; stderr goes to a log file."""
-
-    def __init__(self, export_dir: str, log_path: str, threads: int, start_s: float):
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.standin_server",
-             f"--model_config={os.path.join(export_dir, 'models.config')}",
-             f"--models_root={export_dir}", "--host=127.0.0.1", "--port=0",
-             "--file_system_poll_wait_seconds=0", f"--grpc_max_threads={threads}"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        try:
-            self._wait_ready(start_s)
-        except BaseException:
-            self.stop()  # never leave it running, whatever went wrong (Ctrl-C included)
-            raise
-
-    def _wait_ready(self, start_s: float):
-        lines = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout],
-                         daemon=True).start()
-        self.port, ready, deadline = None, False, time.monotonic() + start_s
-        while not ready and time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                continue
-            if ": gRPC on " in line:
-                self.port = int(line.rsplit(":", 1)[1])
-            ready = ": ready" in line
-        if not ready or not self.port:
-            why = (f"exited with status {self.proc.returncode}" if self.proc.poll() is not None
-                   else f"not ready after {start_s:g} s")
-            raise RuntimeError(f"the stand-in server {why}:\n{self.log_tail()}")
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, chars: int = 3000) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return f.read()[-chars:]
-
-    def stop(self):
-        if self.log.closed:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
-        self.log.close()
+def start_standin(export_dir: str, log_path: str, threads: int, start_s: float
+                  ) -> StandinProcess:
+    """The stand-in on 127.0.0.1 (free port) serving `export_dir`; stderr goes to `log_path`."""
+    return StandinProcess(
+        [f"--model_config={os.path.join(export_dir, 'models.config')}",
+         f"--models_root={export_dir}", "--file_system_poll_wait_seconds=0",
+         f"--grpc_max_threads={threads}"], log_path, start_s=start_s)
 
 
 # ------------------------------------------------------------------------ part 1
 
-def bench_text_latency(args, server: StandIn, text_encoder_dir: str, sentences: list[str]):
+def bench_text_latency(args, server: StandinProcess, text_encoder_dir: str, sentences: list[str]):
     import tensorflow as tf
     from serving import client
     channel = client.make_channel(server.address)
@@ -315,7 +261,7 @@ def bench_search(args, config, dual, vocab, text_encoder_dir: str, sentences: li
 
 # ------------------------------------------------------------------------ part 3
 
-def bench_load(args, server: StandIn, sentences: list[str], k: int):
+def bench_load(args, server: StandinProcess, sentences: list[str], k: int):
     import grpc
     from serving import client
     shared = None if args.channel_per_client else client.make_channel(server.address)
@@ -399,7 +345,7 @@ def main(argv=None) -> int:
         export_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
-            server = StandIn(export_dir, os.path.join(tmp, "standin.log"), args.server_threads,
+            server = start_standin(export_dir, os.path.join(tmp, "standin.log"), args.server_threads,
                              args.server_start_s)
         except RuntimeError as err:
             print(f"error: {err}", file=sys.stderr)

@@ -10,11 +10,8 @@ still running at the end. Defined results are compared with in-process evaluatio
 """
 import io
 import os
-import queue
 import re
-import subprocess
 import sys
-import threading
 import time
 
 import grpc
@@ -32,7 +29,8 @@ from PIL import Image  # noqa: E402
 from keras_instance import evaluation, serving_export, text, training  # noqa: E402
 from keras_instance.data.demo import generate_demo  # noqa: E402
 from keras_instance.data.records import split_records  # noqa: E402
-from serving import client  # noqa: E402
+from serving import client
+from serving.standin_process import StandinProcess  # noqa: E402
 from test_export import tiny_config  # noqa: E402
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
@@ -67,40 +65,19 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(model):
     """`python -m serving.standin_server` on a free loopback port, serving the exports."""
-    log_path = os.path.join(model["root"], "standin.log")
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.standin_server",
-         f"--model_config={os.path.join(model['exports'], serving_export.MODELS_CONFIG)}",
-         "--port=0", "--file_system_poll_wait_seconds=0"],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=log, text=True)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
-    port, ready, deadline = None, False, time.monotonic() + 120
-    while not ready and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        if ": gRPC on " in line:
-            port = int(line.rsplit(":", 1)[1])
-        ready = ready or ": ready" in line
+    standin = StandinProcess(
+        [f"--model_config={os.path.join(model['exports'], serving_export.MODELS_CONFIG)}",
+         "--file_system_poll_wait_seconds=0"],
+        os.path.join(model["root"], "standin.log"), env=ENV)
     channel = None
     try:
-        assert ready and port, "the stand-in did not start:\n" + open(log_path).read()[-4000:]
-        channel = client.make_channel(f"127.0.0.1:{port}")
-        yield dict(proc=proc, stub=client.prediction_stub(channel), log_path=log_path,
-                   address=f"127.0.0.1:{port}")
+        channel = client.make_channel(standin.address)
+        yield dict(proc=standin.proc, stub=client.prediction_stub(channel),
+                   log_path=standin.log_path, address=standin.address)
     finally:
         if channel is not None:
             channel.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        standin.stop()
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -6,12 +6,8 @@ One tiny demo model is trained once per module (as tests/test_export.py does), e
 indexed by the programs into a temporary folder.
 """
 import os
-import queue
 import shutil
-import subprocess
 import sys
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -30,6 +26,7 @@ if ROOT not in sys.path:  # `serving` is a top-level folder of the repository, n
     sys.path.insert(0, ROOT)
 
 from serving import client  # noqa: E402
+from serving.standin_process import StandinProcess  # noqa: E402
 
 K = 5
 ATOL = 1e-5
@@ -214,47 +211,20 @@ def test_folder_gallery_and_arguments(indexed, tmp_path):
 
 # ----------------------------------------------------------------------------- end to end
 
-def start_standin(exports):
-    """`python -m serving.standin_server` on a free loopback port; returns (proc, port, log)."""
-    log_path = os.path.join(exports, os.pardir, "standin.log")
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.standin_server",
-         f"--model_config={os.path.join(exports, 'models.config')}", f"--models_root={exports}",
-         "--host=127.0.0.1", "--port=0", "--file_system_poll_wait_seconds=0",
-         "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1",
-         "--grpc_max_threads=4"],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=log, text=True)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
-    port, ready, deadline = None, False, time.monotonic() + SERVER_START_S
-    while not ready and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        if ": gRPC on " in line:
-            port = int(line.rsplit(":", 1)[1])
-        ready = ": ready" in line
-    return proc, port if ready else None, log, log_path
-
-
-def stop(proc, log):
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
-    log.close()
+def start_standin(exports) -> StandinProcess:
+    """`python -m serving.standin_server` on a free loopback port, serving the exports."""
+    return StandinProcess(
+        [f"--model_config={os.path.join(exports, 'models.config')}", f"--models_root={exports}",
+         "--file_system_poll_wait_seconds=0", "--tensorflow_intra_op_parallelism=1",
+         "--tensorflow_inter_op_parallelism=1", "--grpc_max_threads=4"],
+        os.path.join(exports, os.pardir, "standin.log"), start_s=SERVER_START_S, env=ENV)
 
 
 def test_end_to_end_through_the_client(indexed):
     d = indexed
-    proc, port, log, log_path = start_standin(d["exports"])
+    standin = start_standin(d["exports"])
     try:
-        assert port, "the stand-in did not start:\n" + open(log_path).read()[-4000:]
-        channel = client.make_channel(f"127.0.0.1:{port}")
+        channel = client.make_channel(standin.address)
         try:
             stub = client.prediction_stub(channel)
             # Text → image: several test captions (the first two of every test image).
@@ -285,8 +255,8 @@ def test_end_to_end_through_the_client(indexed):
             by_id = dict(zip(d["caption_ids"], d["captions"]))
             assert [c.decode() for c in got["captions"][0]] == \
                 [by_id[i.decode()] for i in got["ids"][0]]
-            assert proc.poll() is None, "the stand-in died:\n" + open(log_path).read()[-4000:]
+            assert standin.alive(), "the stand-in died:\n" + standin.log_tail()
         finally:
             channel.close()
     finally:
-        stop(proc, log)
+        standin.stop()

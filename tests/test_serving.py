@@ -11,7 +11,6 @@ import base64
 import io
 import json
 import os
-import queue
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import prediction_log_pb2  # noqa: E402
 
 from serving import client  # noqa: E402
+from serving.standin_process import StandinProcess  # noqa: E402
 
 DIM = 8
 GALLERY = [f"img{i}" for i in range(5)]
@@ -145,20 +145,19 @@ def free_port():
 # ----------------------------------------------------------------------------- fixtures
 
 class Server:
-    def __init__(self, root, proc, port, rest_port, log_path):
-        self.root, self.proc, self.log_path = root, proc, log_path
-        self.address = f"127.0.0.1:{port}"
-        self.rest = f"http://127.0.0.1:{rest_port}"
+    def __init__(self, root, standin: StandinProcess):
+        self.root, self.standin, self.proc = root, standin, standin.proc
+        self.address = standin.address
+        self.rest = f"http://127.0.0.1:{standin.rest_port}"
         self.channel = client.make_channel(self.address)
         self.stub = client.prediction_stub(self.channel)
         self.models = client.model_stub(self.channel)
 
     def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()[-4000:]
+        return self.standin.log_tail()
 
     def assert_alive(self):
-        assert self.proc.poll() is None, "the stand-in died:\n" + self.log()
+        assert self.standin.alive(), "the stand-in died:\n" + self.log()
 
 
 @pytest.fixture(scope="module")
@@ -176,40 +175,17 @@ def server(tmp_path_factory):
         f.write(b"this is not a SavedModel")
     config = write_config(root, ["text_encoder", "image_encoder", "text_to_image", "hot_text",
                                  "broken"])
-    log_path = os.path.join(root, "standin.log")
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.standin_server", f"--model_config={config}",
-         "--port=0", "--rest_port=0", "--file_system_poll_wait_seconds=0.5",
+    standin = StandinProcess(
+        [f"--model_config={config}", "--rest_port=0", "--file_system_poll_wait_seconds=0.5",
          "--model_config_file_poll_wait_seconds=0.5", "--tensorflow_intra_op_parallelism=1",
          "--tensorflow_inter_op_parallelism=1", "--grpc_max_threads=4"],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=log, text=True)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
-    ports, deadline = {}, time.monotonic() + 120
-    while "ready" not in ports and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        for kind in ("gRPC", "REST"):
-            if f": {kind} on " in line:
-                ports[kind] = int(line.rsplit(":", 1)[1])
-        if ": ready" in line:
-            ports["ready"] = True
+        os.path.join(root, "standin.log"), env=ENV)
     try:
-        assert "ready" in ports, "the stand-in did not start:\n" + open(log_path).read()[-4000:]
-        srv = Server(root, proc, ports["gRPC"], ports["REST"], log_path)
+        srv = Server(root, standin)
         yield srv
         srv.channel.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        standin.stop()
 
 
 @pytest.fixture(scope="module")
