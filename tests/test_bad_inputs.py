@@ -26,12 +26,11 @@ for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from keras_instance import evaluation, serving_export, text, training  # noqa: E402
-from keras_instance.data.demo import generate_demo  # noqa: E402
+from keras_instance import evaluation, serving_export, text, trained, training  # noqa: E402
 from keras_instance.data.records import split_records  # noqa: E402
 from serving import client
 from serving.standin_process import StandinProcess  # noqa: E402
-from test_export import tiny_config  # noqa: E402
+from test_export import train_tiny_stage1  # noqa: E402
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 IMAGE, TEXT = serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL
@@ -44,13 +43,8 @@ ATOL = 1e-5
 def model(tmp_path_factory):
     """A tiny Stage-I demo model, exported in-process as version 1 (real encoders)."""
     root = tmp_path_factory.mktemp("bad_inputs")
-    data = str(root / "data")
-    generate_demo(data, num_train=48, num_val=4, num_test=12, image_size=32, seed=3)
-    config = tiny_config(data, str(root / "run"))
-    training.train(config, 1, verbose=0)
-    dual = training.build_for_workdir(config, backbone_weights=None)
-    dual.full_model().load_weights(training.latest_weights(config.workdir)[1])
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    run = trained.load_trained(train_tiny_stage1(root).workdir)
+    config, dual, vocab = run.config, run.dual, run.vocab
     exports = str(root / "exports")
     serving_export.export(config, dual, vocab, exports)
     test = split_records(training.load_records(config), "test")

@@ -48,14 +48,20 @@ def run_program(module, *args):
     return proc
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny Stage-I model, exported once by the program as version 1."""
-    root = tmp_path_factory.mktemp("export")
+def train_tiny_stage1(root):
+    """Tiny demo data under `root` and a one-epoch Stage-I model in `root/run`; its Config."""
     data = str(root / "data")
     generate_demo(data, num_train=48, num_val=4, num_test=12, image_size=32, seed=3)
     config = tiny_config(data, str(root / "run"))
     training.train(config, 1, verbose=0)
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny Stage-I model, exported once by the program as version 1."""
+    root = tmp_path_factory.mktemp("export")
+    config = train_tiny_stage1(root)
     exports = str(root / "exports")
     out = run_program("keras_instance.export", f"--workdir={config.workdir}",
                       f"--export_dir={exports}")

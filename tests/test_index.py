@@ -16,10 +16,9 @@ import tensorflow_text  # noqa: F401  (registers NormalizeUTF8 / CaseFoldUTF8 fo
 from google.protobuf import text_format
 
 from keras_instance import evaluation, serving_export, serving_index, text, training
-from keras_instance.data.demo import generate_demo
 from keras_instance.data.records import split_records
 from test_export import (ALLOWED_INTERNAL_OPS, ALLOWED_TF_TEXT_OPS, graph_ops, run_program,
-                         tiny_config)
+                         train_tiny_stage1)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `serving` is a top-level folder of the repository, not installed
@@ -41,10 +40,7 @@ def indexed(tmp_path_factory):
     Also the in-process reference: evaluation's embeddings of the test images and captions.
     """
     root = tmp_path_factory.mktemp("index")
-    data = str(root / "data")
-    generate_demo(data, num_train=48, num_val=4, num_test=12, image_size=32, seed=3)
-    config = tiny_config(data, str(root / "run"))
-    training.train(config, 1, verbose=0)
+    config = train_tiny_stage1(root)
     exports = str(root / "exports")
     run_program("keras_instance.export", f"--workdir={config.workdir}", f"--export_dir={exports}")
     out = run_program("keras_instance.index", f"--workdir={config.workdir}",
