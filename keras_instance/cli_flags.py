@@ -59,6 +59,10 @@ flags.DEFINE_list("lr_multipliers", [],
 flags.DEFINE_float("weight_decay", _D.weight_decay, "L2 weight decay on kernels.")
 flags.DEFINE_float("momentum", _D.momentum, "SGD momentum.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split over replicas).")
+flags.DEFINE_boolean("mixed_precision", _D.mixed_precision,
+                     "Compute in mixed_float16 (GPU) or mixed_bfloat16 (CPU); logits, losses and "
+                     "variables stay float32.")
+flags.DEFINE_boolean("jit_compile", _D.jit_compile, "XLA-compile the training step.")
 flags.DEFINE_boolean("stage1_freeze_backbone", _D.stage1_freeze_backbone,
                      "Freeze the image backbone in Stage I (paper: yes).")
 flags.DEFINE_boolean("stage2_freeze_backbone", _D.stage2_freeze_backbone,
@@ -117,6 +121,7 @@ def config_from_flags() -> Config:
         stage1_lr_schedule=FLAGS.stage1_lr_schedule, stage2_lr_schedule=FLAGS.stage2_lr_schedule,
         lr_multipliers=_multipliers(FLAGS.lr_multipliers), weight_decay=FLAGS.weight_decay,
         momentum=FLAGS.momentum, batch_size=FLAGS.batch_size,
+        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
         stage1_freeze_backbone=FLAGS.stage1_freeze_backbone,
         stage2_freeze_backbone=FLAGS.stage2_freeze_backbone, feature_cache=FLAGS.feature_cache,
         cache_views=FLAGS.cache_views, seed=FLAGS.seed, labels=FLAGS.labels,

@@ -65,6 +65,8 @@ class Config:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     batch_size: int = 32
+    mixed_precision: bool = False           # mixed_float16 on GPU, mixed_bfloat16 on CPU
+    jit_compile: bool = False               # XLA-compile the training step
     stage1_freeze_backbone: bool = True
     stage2_freeze_backbone: bool = False    # CPU-sized runs: keep the backbone frozen in Stage II
     feature_cache: Optional[str] = None     # frozen-backbone stages train from cached features

@@ -91,7 +91,8 @@ class InstanceTrainer(keras.Model):
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
             total, out, terms = self.compute_losses(inputs, labels, training=True)
-        grads = tape.gradient(total, variables)
+            scaled = self.optimizer.scale_loss(total)  # mixed_float16: LossScaleOptimizer
+        grads = tape.gradient(scaled, variables)
         self.optimizer.apply(self._adjust(grads, variables), variables)
         for name, values in terms.items():
             self.trackers[name].update_state(values)
@@ -102,7 +103,15 @@ class InstanceTrainer(keras.Model):
         return {name: t.result() for name, t in self.trackers.items()}
 
     def _adjust(self, grads, variables):
-        """(g + wd·w) · multiplier per variable; frozen groups (multiplier 0) get zero steps."""
+        """(g + wd·w) · multiplier per variable; frozen groups (multiplier 0) get zero steps.
+
+        Under a LossScaleOptimizer the gradients arrive multiplied by the loss scale s, and the
+        optimizer divides by s before its update: the decay term is scaled by s to match.
+        """
+        loss_scale = None
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            loss_scale = (self.optimizer.dynamic_scale if self.optimizer.built
+                          else self.optimizer.initial_scale)  # as its scale_loss reads it
         adjusted = []
         for g, v in zip(grads, variables):
             if g is None:
@@ -112,7 +121,10 @@ class InstanceTrainer(keras.Model):
             if isinstance(g, tf.IndexedSlices):  # word lookups: decay touches every row anyway
                 g = tf.convert_to_tensor(g)
             if self.weight_decay and v.name in _DECAYED:
-                g = g + self.weight_decay * tf.cast(v.value, g.dtype)
+                decay = self.weight_decay * tf.cast(v.value, g.dtype)
+                if loss_scale is not None:
+                    decay = decay * tf.cast(loss_scale, g.dtype)
+                g = g + decay
             adjusted.append(g * self.lr_multipliers.get(group, 1.0))
         return adjusted
 

@@ -145,8 +145,30 @@ def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: in
         margin=config.margin, negatives=config.negatives,
         lr_multipliers=config.lr_multipliers, weight_decay=config.weight_decay)
     steps = len(data.image_classes) // config.batch_size
-    trainer.compile(optimizer=make_optimizer(config, stage, steps))
+    trainer.compile(optimizer=make_optimizer(config, stage, steps),
+                    jit_compile=config.jit_compile)
     return dual, trainer
+
+
+def precision_policy(mixed: bool) -> str:
+    """The Keras dtype policy for --mixed_precision: float16 on GPUs, bfloat16 on CPUs."""
+    if not mixed:
+        return "float32"
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+
+
+class _DtypePolicy:
+    """Builds inside use `policy`; the previous global policy comes back afterwards."""
+
+    def __init__(self, policy: str):
+        self.policy = policy
+
+    def __enter__(self):
+        self.previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.policy)
+
+    def __exit__(self, *exc):
+        keras.config.set_dtype_policy(self.previous)
 
 
 def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, use_cache: bool):
@@ -192,7 +214,7 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
     data, vocab, word_matrix = _prepare_data(config, log, stage)
     frozen = config.backbone_frozen(stage)
     use_cache = frozen and bool(config.feature_cache)
-    with strategy.scope():
+    with strategy.scope(), _DtypePolicy(precision_policy(config.mixed_precision)):
         dual, trainer = _build_trainer(config, stage, data, len(vocab), word_matrix, use_cache)
     ds = _dataset(config, stage, data, dual, use_cache)
     epochs = sum(e for _, e in config.schedule_for(stage))
@@ -201,7 +223,8 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
         f"{epochs} epochs × {len(data.image_classes) // config.batch_size} steps, "
         f"{strategy.num_replicas_in_sync} replica(s), backbone "
         f"{'frozen' + (' (cached features)' if use_cache else '') if frozen else 'trainable'}, "
-        f"loss weights rank:image:text = {config.loss_weights_for(stage)}")
+        f"loss weights rank:image:text = {config.loss_weights_for(stage)}, "
+        f"dtype policy {trainer.dtype_policy.name}{', XLA' if config.jit_compile else ''}")
     start = time.time()
     history = trainer.fit(ds, epochs=epochs, callbacks=_callbacks(folder, callbacks),
                           verbose=verbose, shuffle=False)
