@@ -67,6 +67,9 @@ flags.DEFINE_boolean("stage1_freeze_backbone", _D.stage1_freeze_backbone,
                      "Freeze the image backbone in Stage I (paper: yes).")
 flags.DEFINE_boolean("stage2_freeze_backbone", _D.stage2_freeze_backbone,
                      "Keep the backbone frozen in Stage II too (CPU-sized runs; paper: no).")
+flags.DEFINE_string("shards", None,
+                    "Read training images from these TFRecord shards (python -m "
+                    "keras_instance.prepare) instead of one file per image.")
 flags.DEFINE_string("feature_cache", None,
                     "Cache the frozen backbone's features in this folder (frozen stages only).")
 flags.DEFINE_integer("cache_views", _D.cache_views, "Augmented views per image in the cache.")
@@ -124,6 +127,7 @@ def config_from_flags() -> Config:
         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
         stage1_freeze_backbone=FLAGS.stage1_freeze_backbone,
         stage2_freeze_backbone=FLAGS.stage2_freeze_backbone, feature_cache=FLAGS.feature_cache,
+        shards=FLAGS.shards,
         cache_views=FLAGS.cache_views, seed=FLAGS.seed, labels=FLAGS.labels,
         num_clusters=FLAGS.num_clusters, protocol=FLAGS.protocol,
         test_flip_sum=FLAGS.test_flip_sum, test_shift_sum=FLAGS.test_shift_sum,

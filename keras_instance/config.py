@@ -69,6 +69,7 @@ class Config:
     jit_compile: bool = False               # XLA-compile the training step
     stage1_freeze_backbone: bool = True
     stage2_freeze_backbone: bool = False    # CPU-sized runs: keep the backbone frozen in Stage II
+    shards: Optional[str] = None            # TFRecord shards (keras_instance.prepare) for images
     feature_cache: Optional[str] = None     # frozen-backbone stages train from cached features
     cache_views: int = 1                    # augmented views per image in the cache
     seed: int = 0

@@ -183,7 +183,7 @@ def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, use_
     return train_dataset(data, config.batch_size, config.seed + stage,
                          image_size=config.image_size, features=features,
                          flip=config.random_flip, crop_scale=config.crop_scale,
-                         shift=config.position_shift, pool_size=pool)
+                         shift=config.position_shift, pool_size=pool, shards=config.shards)
 
 
 def _callbacks(folder: str, extra) -> list:

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_instance.data.records import Record
+from keras_instance.data.shards import image_stream
 from keras_instance.text import PAD_ID, Vocabulary, encode_captions
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -131,11 +132,13 @@ def load_eval_image(path: tf.Tensor, size: int) -> tf.Tensor:
 
 def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: int = 224,
                   features: np.ndarray | None = None, flip: bool = True, crop_scale=(0.8, 1.0),
-                  shift: bool = True, pool_size: int = 0) -> tf.data.Dataset:
+                  shift: bool = True, pool_size: int = 0,
+                  shards: str | None = None) -> tf.data.Dataset:
     """One epoch: every training image once, shuffled, paired with a random caption of its class.
 
     With `features` [N, K, D] (Stage I cache) the image input is one random cached view instead
-    of pixels. With `pool_size`, each batch also carries about that many random training captions
+    of pixels. With `shards` (a `keras_instance.prepare` folder) image bytes stream from its
+    TFRecord shards instead of one file per image; captions stay in memory as token ids. With `pool_size`, each batch also carries about that many random training captions
     for the paper's hardest-of-pool negatives, spread over its examples (so they split evenly over
     replicas and are gathered back). Ends with ({inputs}, class) batches, remainder dropped.
     """
@@ -150,7 +153,7 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
     caption_classes = tf.constant(data.caption_classes)
     pool_per_example = -(-pool_size // batch_size) if pool_size else 0
 
-    def example(index, rng):
+    def example(index, rng, image_bytes=None):
         seeds = tf.random.experimental.stateless_split(tf.cast(rng, tf.int64), 4)
         c = classes[index]
         pick = tf.random.stateless_uniform([], seeds[0], 0, count[c], dtype=tf.int32)
@@ -162,7 +165,9 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
             view = tf.random.stateless_uniform([], seeds[2], 0, views, dtype=tf.int32)
             inputs = {"image_features": feats[tf.cast(index, tf.int32), view], "tokens": tokens}
         else:
-            image = decode_image(tf.io.read_file(paths[index]))
+            if image_bytes is None:
+                image_bytes = tf.io.read_file(paths[index])
+            image = decode_image(image_bytes)
             inputs = {"image": augment(image, image_size, seeds[2], flip, crop_scale),
                       "tokens": tokens}
         if pool_per_example:
@@ -172,9 +177,15 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
             inputs["pool_labels"] = tf.gather(caption_classes, rows)
         return inputs, c
 
-    indices = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
     rngs = tf.data.Dataset.random(seed=seed).batch(2)
-    ds = tf.data.Dataset.zip(indices, rngs).map(example, num_parallel_calls=AUTOTUNE,
-                                                 deterministic=True)
+    if shards and feats is None:
+        stream = image_stream(shards, "train", n, seed)
+        ds = tf.data.Dataset.zip(stream, rngs).map(
+            lambda pair, rng: example(pair[0], rng, pair[1]), num_parallel_calls=AUTOTUNE,
+            deterministic=True)
+    else:
+        indices = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = tf.data.Dataset.zip(indices, rngs).map(example, num_parallel_calls=AUTOTUNE,
+                                                     deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
