@@ -1,6 +1,12 @@
 """Choosing the tf.distribute strategy: all GPUs by default, N logical CPUs on demand, or workers."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+
 import tensorflow as tf
 
 STRATEGIES = ("mirrored", "multi_worker", "one_device")
@@ -39,3 +45,38 @@ def make_strategy(kind: str = "mirrored", num_cpu_replicas: int = 0) -> tf.distr
                            "logical CPUs exist: call use_cpu_replicas() before any TF op")
     devices = [d.name for d in cpus[:max(num_cpu_replicas, 1)]]
     return tf.distribute.MirroredStrategy(devices)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True except on the non-chief workers of a multi-worker run."""
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def worker_scratch(workdir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where a non-chief worker keeps its own files: only the chief writes into `workdir`.
+
+    Every worker needs checkpoints to resume and Stage I's weights to start Stage II, and
+    computes the same ones (same data, seeds and collective steps); non-chief workers write them
+    to a folder of their own, fixed per workdir and task so a rerun finds it, seeded from what
+    the chief's workdir already holds.
+    """
+    task = getattr(strategy.cluster_resolver, "task_id", 0)
+    key = hashlib.sha1(os.path.abspath(workdir).encode()).hexdigest()[:12]
+    scratch = os.path.join(tempfile.gettempdir(), "keras_instance_workers", key, f"worker{task}")
+    from keras_instance.pseudo_labels import LABELS_FILE
+    for name in ("vocab.txt", "meta.json", LABELS_FILE,
+                 os.path.join("stage1", "final.weights.h5")):
+        source, target = os.path.join(workdir, name), os.path.join(scratch, name)
+        if os.path.exists(source) and not os.path.exists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(source, target)
+    return scratch
+
+
+def for_this_worker(config, strategy: tf.distribute.Strategy):
+    """`config` itself on the chief; on other workers the same config writing to its scratch."""
+    if is_chief(strategy):
+        return config
+    scratch = worker_scratch(config.workdir, strategy)
+    cache = os.path.join(scratch, "feature_cache") if config.feature_cache else None
+    return dataclasses.replace(config, workdir=scratch, feature_cache=cache)

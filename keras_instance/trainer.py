@@ -59,6 +59,18 @@ class InstanceTrainer(keras.Model):
                                                                        "tokens")},
                             training=training)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Build the optimizer only; the functional network is built at construction.
+
+        Keras' own version first all-reduces a whole input batch just to read its shapes, which
+        fails under MultiWorkerMirroredStrategy (a dict of PerReplica values cannot go through
+        collective ops); nothing here needs those shapes.
+        """
+        if self._distribute_strategy is None:
+            return
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=None)
+
     @property
     def metrics(self):
         return list(self.trackers.values())
@@ -100,7 +112,15 @@ class InstanceTrainer(keras.Model):
             hit = tf.equal(tf.argmax(out[f"{branch}_logits"], axis=1, output_type=tf.int64),
                            tf.cast(labels, tf.int64))
             self.trackers[f"{branch}_acc"].update_state(tf.cast(hit, tf.float32))
-        return {name: t.result() for name, t in self.trackers.items()}
+        return self._results()
+
+    def _results(self):
+        """Metric values; shape [1] under MultiWorkerMirroredStrategy, whose Keras reduction
+        (`strategy.reduce(MEAN, v, axis=0)`) rejects the scalars every other strategy takes."""
+        results = {name: t.result() for name, t in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            results = {name: tf.reshape(v, [1]) for name, v in results.items()}
+        return results
 
     def _adjust(self, grads, variables):
         """(g + wd·w) · multiplier per variable; frozen groups (multiplier 0) get zero steps.
@@ -133,4 +153,4 @@ class InstanceTrainer(keras.Model):
         _, _, terms = self.compute_losses(inputs, labels, training=False)
         for name, values in terms.items():
             self.trackers[name].update_state(values)
-        return {name: t.result() for name, t in self.trackers.items()}
+        return self._results()

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_instance import feature_cache, pseudo_labels, text, word2vec
+from keras_instance import distribute, feature_cache, pseudo_labels, text, word2vec
 from keras_instance.config import Config
 from keras_instance.data import readers
 from keras_instance.data.pipeline import TrainingSet, train_dataset
@@ -202,6 +202,7 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
         raise ValueError(f"stage must be 1 or 2, got {stage}")
     config.validate()
     strategy = strategy or tf.distribute.get_strategy()
+    config = distribute.for_this_worker(config, strategy)  # only the chief writes the workdir
     final_path = final_weights_path(config.workdir, stage)
     if os.path.exists(final_path):
         log(f"stage {stage} already finished: {final_path} (delete it to train again)")

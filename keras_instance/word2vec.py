@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -20,11 +21,18 @@ logging.getLogger("gensim").setLevel(logging.WARNING)  # its per-epoch INFO line
 from keras_instance.text import Vocabulary
 
 
+def stable_hash(text: str) -> int:
+    """gensim seeds each word's initial vector with hash(word + seed); Python's str hash changes
+    from process to process, so use CRC32: the same vectors in every run and on every worker."""
+    return zlib.crc32(text.encode("utf-8"))
+
+
 def train_word2vec(tokenized: Sequence[Sequence[str]], dim: int, seed: int = 0,
                    min_count: int = 1, epochs: int = 10) -> KeyedVectors:
     """Skip-gram vectors from the training captions (one worker thread: reproducible)."""
     model = Word2Vec(sentences=[list(s) for s in tokenized if s], vector_size=dim, window=5,
-                     min_count=min_count, sg=1, workers=1, seed=seed, epochs=epochs)
+                     min_count=min_count, sg=1, workers=1, seed=seed, epochs=epochs,
+                     hashfxn=stable_hash)
     return model.wv
 
 

@@ -51,3 +51,22 @@ def test_load_word2vec_errors_name_the_file(tmp_path):
     bad.write_text("this is not a word2vec file\n")
     with pytest.raises(ValueError, match="bad.txt"):
         word2vec.load_word2vec(str(bad))
+
+
+def test_trained_vectors_are_the_same_in_every_process():
+    """Workers of a multi-worker run (and reruns) must start from the same word vectors, though
+    each process salts Python's str hash differently."""
+    import os
+    import subprocess
+    import sys
+    script = ("from keras_instance.word2vec import train_word2vec;"
+              "v = train_word2vec([['a', 'red', 'dog'], ['a', 'blue', 'cat']] * 5, 8, seed=1);"
+              "print(v['red'].tolist())")
+    outputs = set()
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.add(proc.stdout.strip().splitlines()[-1])
+    assert len(outputs) == 1
