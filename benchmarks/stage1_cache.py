@@ -108,7 +108,8 @@ def main():
             result = evaluation.evaluate_split(run.config, run.dual, run.vocab,
                                                training.load_records(run.config), "test")
             rows[name] = (timer.steady(), total - sum(timer.times), result)
-            print(f"  {name}: {timer.steady():.1f} s/epoch", flush=True)
+            print(f"  {name}: {timer.steady():.1f} s/epoch (each: "
+                  f"{', '.join(f'{t:.1f}' for t in timer.times)})", flush=True)
         cached, recomputed = rows["cached (seed 0)"][0], rows["recomputed (seed 0)"][0]
         print()
         print(f"{'run':22s} {'s/epoch':>8s} {'set-up s':>9s}   i2t R@1/5/10        t2i R@1/5/10")

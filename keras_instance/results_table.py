@@ -4,8 +4,8 @@
         --row="Stage I, instance loss=runs/flickr8k:1" --row="Stage I + II=runs/flickr8k"
 
 Each --row is `label=workdir[:stage]`; it reads `<workdir>/eval_<split>[_stage<N>].json` (written
-by keras_instance.evaluate) and, when present, `<workdir>/wall_seconds` (written by the
-Makefile's timed targets) for the wall-clock column.
+by keras_instance.evaluate) and, when present, `<workdir>/wall_seconds_stage<N>` or
+`<workdir>/wall_seconds` (written by the Makefile's timed targets) for the wall-clock column.
 """
 import json
 import os
@@ -27,7 +27,9 @@ def row_cells(label: str, spec: str, split: str) -> list[str]:
     with open(path) as f:
         result = json.load(f)
     wall = "—"
-    wall_path = os.path.join(workdir, "wall_seconds")
+    wall_path = os.path.join(workdir, f"wall_seconds_stage{stage}")
+    if not stage or not os.path.exists(wall_path):
+        wall_path = os.path.join(workdir, "wall_seconds")
     if os.path.exists(wall_path):
         with open(wall_path) as f:
             wall = f"{float(f.read().strip()) / 60:.1f} min"

@@ -19,6 +19,7 @@ def test_rows_from_eval_files(tmp_path):
     _eval(run / "eval_test.json", 10.0)
     _eval(run / "eval_test_stage1.json", 5.0)
     (run / "wall_seconds").write_text("1800\n")
+    (run / "wall_seconds_stage1").write_text("600\n")
     proc = subprocess.run([sys.executable, "-m", "keras_instance.results_table",
                            f"--row=full, I+II={run}", f"--row=Stage I={run}:1"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
@@ -26,6 +27,7 @@ def test_rows_from_eval_files(tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert lines[2] == "| full, I+II | 10.0 | 20.0 | 30.0 | 10.0 | 20.0 | 30.0 | 120.0 | 30.0 min |"
     assert lines[3].startswith("| Stage I | 5.0 | 10.0 | 15.0 |")
+    assert lines[3].endswith("| 60.0 | 10.0 min |")
 
 
 def test_missing_evaluation_says_which_command(tmp_path):
