@@ -28,7 +28,8 @@ class TrainedRun:
 def load_trained(workdir: str, overrides: dict | None = None, stage: int | None = None
                  ) -> TrainedRun:
     """Rebuild the model of `workdir`; `overrides` replace config fields (evaluation settings)."""
-    config = dataclasses.replace(Config.load(workdir), **(overrides or {}))
+    # the folder given, not the one saved in config.json: a moved or copied run still loads
+    config = dataclasses.replace(Config.load(workdir), workdir=workdir, **(overrides or {}))
     stage, weights = training.latest_weights(config.workdir, stage)
     dual = training.build_for_workdir(config, backbone_weights=None)
     dual.full_model().load_weights(weights)

@@ -104,3 +104,17 @@ def test_interrupted_run_resumes_from_last_epoch(demo_dir, tmp_path):
     assert resumed[0] == 2 * 3
     assert _epochs_logged(config.workdir, 1) == [0, 1, 2, 3]
     assert os.path.exists(training.final_weights_path(config.workdir, 1))
+
+
+def test_a_moved_run_folder_loads_from_where_it_is(tmp_path):
+    """config.json records the workdir it was trained in; loading must follow the folder."""
+    import shutil
+
+    from keras_instance import trained
+    from test_export import train_tiny_stage1
+    config = train_tiny_stage1(tmp_path)
+    moved = str(tmp_path / "moved")
+    shutil.move(config.workdir, moved)
+    run = trained.load_trained(moved)
+    assert run.config.workdir == moved
+    assert run.weights.startswith(moved)
