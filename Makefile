@@ -37,11 +37,11 @@ flickr8k: $(STAMP)
 # The loss/label ablation on Flickr8k (after `make flickr8k`, whose cache it reuses): Stage I
 # with the instance loss (from `make flickr8k`), with the ranking loss only, with k-means
 # pseudo-labels (K = 500, 2000), and the full Stage I + II; one markdown table at the end.
-ABLATION := ranking:--loss_weights=1,0,0 kmeans500:--labels=kmeans,--num_clusters=500 \
-	kmeans2000:--labels=kmeans,--num_clusters=2000
+ABLATION := ranking:--loss_weights=1,0,0 kmeans500:--labels=kmeans+--num_clusters=500 \
+	kmeans2000:--labels=kmeans+--num_clusters=2000
 flickr8k-table: $(STAMP)
 	@for row in $(ABLATION); do \
-	  name=$${row%%:*}; extra=$$(echo $${row#*:} | tr ',' ' '); w=runs/flickr8k_$$name; \
+	  name=$${row%%:*}; extra=$$(echo $${row#*:} | tr '+' ' '); w=runs/flickr8k_$$name; \
 	  start=$$(date +%s); \
 	  $(PY) -m keras_instance.train --flagfile=configs/flickr8k_stage1.flags --stage=1 \
 	    --workdir=$$w $$extra || exit 1; \
