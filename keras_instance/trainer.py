@@ -129,9 +129,10 @@ class InstanceTrainer(keras.Model):
         optimizer divides by s before its update: the decay term is scaled by s to match.
         """
         loss_scale = None
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            loss_scale = (self.optimizer.dynamic_scale if self.optimizer.built
-                          else self.optimizer.initial_scale)  # as its scale_loss reads it
+        optimizer = getattr(self, "optimizer", None)  # uncompiled: plain gradients
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            loss_scale = (optimizer.dynamic_scale if optimizer.built
+                          else optimizer.initial_scale)  # as its scale_loss reads it
         adjusted = []
         for g, v in zip(grads, variables):
             if g is None:
