@@ -37,7 +37,6 @@ def pipeline_rate(ds, batches, batch_size):
 
 def step_rate(config, data, batch_size, steps):
     import keras
-    import tensorflow as tf
 
     from keras_instance.data.pipeline import train_dataset
     from keras_instance.model import build_dual_path
@@ -54,7 +53,6 @@ def step_rate(config, data, batch_size, steps):
     trainer.fit(one.repeat(2), epochs=1, verbose=0)  # trace and compile
     start = time.perf_counter()
     trainer.fit(one.repeat(steps), epochs=1, verbose=0)
-    del tf
     return steps * batch_size / (time.perf_counter() - start)
 
 
