@@ -12,7 +12,8 @@ Prints examples/s and the ratio to the fp32 row. Runs on whatever device TensorF
 import argparse
 import os
 import sys
-import time
+
+from fit_timing import examples_per_second
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -46,11 +47,7 @@ def rate(stage, mixed, jit, args):
     else:
         x["image"] = rng.uniform(0, 255, (b, args.image_size, args.image_size, 3)).astype("float32")
     y = rng.integers(0, args.classes, b).astype("int32")
-    one = tf.data.Dataset.from_tensors((x, y)).cache()
-    trainer.fit(one.repeat(2), epochs=1, verbose=0)  # trace / compile
-    start = time.perf_counter()
-    trainer.fit(one.repeat(args.steps), epochs=1, verbose=0)
-    return args.steps * b / (time.perf_counter() - start)
+    return examples_per_second(trainer, tf.data.Dataset.from_tensors((x, y)), b, args.steps)
 
 
 def main():

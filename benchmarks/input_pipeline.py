@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from fit_timing import examples_per_second
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 FLICKR8K = os.path.join(ROOT, "..", "shared", "data", "flickr8k")
@@ -49,11 +51,9 @@ def step_rate(config, data, batch_size, steps):
                               margin=config.margin, lr_multipliers=config.lr_multipliers)
     trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
                     jit_compile=config.jit_compile)
-    one = train_dataset(data, batch_size, 0, image_size=config.image_size).take(1).cache()
-    trainer.fit(one.repeat(2), epochs=1, verbose=0)  # trace and compile
-    start = time.perf_counter()
-    trainer.fit(one.repeat(steps), epochs=1, verbose=0)
-    return steps * batch_size / (time.perf_counter() - start)
+    return examples_per_second(
+        trainer, train_dataset(data, batch_size, 0, image_size=config.image_size), batch_size,
+        steps)
 
 
 def main():
