@@ -82,6 +82,9 @@ flags.DEFINE_integer("num_clusters", _D.num_clusters, "K for --labels=kmeans.")
 flags.DEFINE_enum("protocol", _D.protocol, ["1k", "coco_1k", "coco_5k", "cuhk"], "Test protocol.")
 flags.DEFINE_boolean("test_flip_sum", _D.test_flip_sum, "Sum image features with the mirror image.")
 flags.DEFINE_boolean("test_shift_sum", _D.test_shift_sum, "Sum text features over all shifts.")
+flags.DEFINE_enum("test_feature", _D.test_feature, ["embedding", "relu"],
+                  "Retrieval embedding: fc+BN before ReLU (the authors') or after ReLU "
+                  "(where the ranking loss trains).")
 flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Images per evaluation batch.")
 # Distribution
 flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "multi_worker", "one_device"],
@@ -131,6 +134,7 @@ def config_from_flags() -> Config:
         cache_views=FLAGS.cache_views, seed=FLAGS.seed, labels=FLAGS.labels,
         num_clusters=FLAGS.num_clusters, protocol=FLAGS.protocol,
         test_flip_sum=FLAGS.test_flip_sum, test_shift_sum=FLAGS.test_shift_sum,
+        test_feature=FLAGS.test_feature,
         eval_batch_size=FLAGS.eval_batch_size)
     return config.validate()
 
@@ -147,6 +151,11 @@ def run_reporting_user_errors(run) -> None:
         run()
     except user_errors() as err:
         sys.exit(f"error: {err}")
+
+
+# How a trained run embeds at test time: set on the command line, these override the run's config
+# in every program that loads a trained run (evaluate, report, explain, index, export).
+TEST_TIME_FLAGS = ("test_flip_sum", "test_shift_sum", "test_feature")
 
 
 def present_overrides(names) -> dict:

@@ -81,6 +81,9 @@ class Config:
     protocol: str = "1k"
     test_flip_sum: bool = True
     test_shift_sum: bool = True
+    # Which branch output is the retrieval embedding: "embedding" = fc + BN before ReLU (the
+    # authors' test feature), "relu" = after ReLU (the space the ranking loss is trained in)
+    test_feature: str = "embedding"
     eval_batch_size: int = 64
 
     def validate(self) -> "Config":
@@ -97,6 +100,9 @@ class Config:
             raise ValueError(f"dropout is a drop probability in [0, 1), got {self.dropout}")
         if self.cache_views < 1 or self.batch_size < 1 or self.max_length < 1:
             raise ValueError("cache_views, batch_size and max_length must be positive")
+        if self.test_feature not in ("embedding", "relu"):
+            raise ValueError(f"test_feature must be 'embedding' or 'relu', got "
+                             f"{self.test_feature!r}")
         if self.labels not in ("instance", "kmeans"):
             raise ValueError(f"labels must be 'instance' or 'kmeans', got {self.labels!r}")
         if self.labels == "kmeans" and self.num_clusters < 2:

@@ -1,7 +1,7 @@
 """Evaluate a trained workdir: `python -m keras_instance.evaluate --workdir=runs/demo --split=test`.
 
 Uses the workdir's saved config (architecture, vocabulary, dataset); the evaluation flags
-(--protocol, --test_flip_sum, --test_shift_sum, --eval_batch_size) may override it.
+(--protocol, --test_flip_sum, --test_shift_sum, --test_feature, --eval_batch_size) may override it.
 Prints the recall table and writes <workdir>/eval_<split>.json.
 """
 
@@ -12,7 +12,7 @@ from keras_instance import cli_flags
 flags.DEFINE_string("split", "test", "Which split to evaluate: test or val.")
 flags.DEFINE_integer("stage", None, "Evaluate this stage's weights (default: the latest finished).")
 FLAGS = flags.FLAGS
-_EVAL_FLAGS = ("protocol", "test_flip_sum", "test_shift_sum", "eval_batch_size")
+_EVAL_FLAGS = ("protocol", *cli_flags.TEST_TIME_FLAGS, "eval_batch_size")
 
 
 def main(argv):

@@ -1,7 +1,7 @@
 """Evaluation: embed a split's images and captions, then Recall@K under the dataset's protocol.
 
 Test-time features follow METHOD.md: an image's embedding is the second fc + BN output (before
-ReLU), summed with that of the flipped image (`test_flip_sum`); a caption's is summed over every
+ReLU; `test_feature="relu"` takes it after the ReLU, where the ranking loss trains), summed with that of the flipped image (`test_flip_sum`); a caption's is summed over every
 Position-Shift offset (`test_shift_sum`). Both are L2-normalised; the score is their dot product.
 """
 from __future__ import annotations
@@ -25,13 +25,13 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def embed_images(image_encoder: keras.Model, image_paths, image_size: int, flip_sum: bool = True,
-                 batch_size: int = 64) -> np.ndarray:
+                 batch_size: int = 64, feature: str = "embedding") -> np.ndarray:
     """[N, D] L2-normalised image embeddings (whole image, plus its mirror image if flip_sum)."""
     paths = tf.constant([str(p) for p in image_paths])
     ds = tf.data.Dataset.from_tensor_slices(paths).map(
         lambda p: pipeline.load_eval_image(p, image_size), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    predict = tf.function(lambda x: image_encoder(x, training=False)["embedding"],
+    predict = tf.function(lambda x: image_encoder(x, training=False)[feature],
                           reduce_retracing=True)
     out = []
     for images in ds:
@@ -43,10 +43,10 @@ def embed_images(image_encoder: keras.Model, image_paths, image_size: int, flip_
 
 
 def embed_token_ids(text_encoder: keras.Model, tokens: np.ndarray, shift_sum: bool = True,
-                    batch_size: int = 512) -> np.ndarray:
+                    batch_size: int = 512, feature: str = "embedding") -> np.ndarray:
     """[N, D] L2-normalised caption embeddings, summed over all Position-Shift offsets if asked."""
     rows, owner = pipeline.all_shifts(tokens) if shift_sum else (tokens, np.arange(len(tokens)))
-    predict = tf.function(lambda x: text_encoder(x, training=False)["embedding"],
+    predict = tf.function(lambda x: text_encoder(x, training=False)[feature],
                           reduce_retracing=True)
     summed = None
     for i in range(0, len(rows), batch_size):
@@ -55,6 +55,19 @@ def embed_token_ids(text_encoder: keras.Model, tokens: np.ndarray, shift_sum: bo
             summed = np.zeros((len(tokens), emb.shape[1]), np.float64)
         np.add.at(summed, owner[i:i + batch_size], emb)
     return l2_normalize(summed.astype(np.float32))
+
+
+def config_image_embeddings(config: Config, dual: DualPath, image_paths,
+                            batch_size: int | None = None) -> np.ndarray:
+    """`embed_images` with a run's test-time settings (size, flip-sum, feature, batch)."""
+    return embed_images(dual.image_encoder(), image_paths, config.image_size, config.test_flip_sum,
+                        batch_size or config.eval_batch_size, feature=config.test_feature)
+
+
+def config_token_embeddings(config: Config, dual: DualPath, tokens: np.ndarray) -> np.ndarray:
+    """`embed_token_ids` with a run's test-time settings (shift-sum, feature)."""
+    return embed_token_ids(dual.text_encoder, tokens, config.test_shift_sum,
+                           feature=config.test_feature)
 
 
 def evaluate_split(config: Config, dual: DualPath, vocab: text.Vocabulary, records,
@@ -66,10 +79,9 @@ def evaluate_split(config: Config, dual: DualPath, vocab: text.Vocabulary, recor
     image_labels = np.array([r.label for r in chosen])
     captions = [c for r in chosen for c in r.captions]
     text_labels = np.array([r.label for r in chosen for _ in r.captions])
-    image_emb = embed_images(dual.image_encoder(), [r.image_path for r in chosen],
-                             config.image_size, config.test_flip_sum, config.eval_batch_size)
+    image_emb = config_image_embeddings(config, dual, [r.image_path for r in chosen])
     tokens = text.encode_captions(captions, vocab, config.max_length)
-    text_emb = embed_token_ids(dual.text_encoder, tokens, config.test_shift_sum)
+    text_emb = config_token_embeddings(config, dual, tokens)
     result = retrieval.evaluate_protocol(protocol or config.protocol, image_emb, text_emb,
                                          image_labels, text_labels)
     result["split"] = split

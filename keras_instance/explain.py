@@ -26,7 +26,7 @@ flags.DEFINE_integer("min_count", 5, "--split: only words that occur at least th
 flags.DEFINE_integer("max_pairs", 1000, "--split: sample at most this many pairs (0: all).")
 flags.DEFINE_integer("stage", None, "Use this stage's model (default: the latest finished).")
 FLAGS = flags.FLAGS
-_EVAL_FLAGS = ("test_flip_sum", "test_shift_sum", "eval_batch_size")
+_EVAL_FLAGS = (*cli_flags.TEST_TIME_FLAGS, "eval_batch_size")
 
 
 def main(argv):

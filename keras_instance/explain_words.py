@@ -88,11 +88,11 @@ def removal_variants(ids: Sequence[int], max_length: int) -> np.ndarray:
     return np.stack(rows)
 
 
-def _variant_scores(text_encoder, sentences: list[Sentence], image_emb: np.ndarray,
-                    max_length: int, shift_sum: bool) -> list[np.ndarray]:
+def _variant_scores(config, dual, sentences: list[Sentence],
+                    image_emb: np.ndarray) -> list[np.ndarray]:
     """Per sentence: scores of its removal variants against its image embedding (row i)."""
-    blocks = [removal_variants(s.ids, max_length) for s in sentences]
-    emb = evaluation.embed_token_ids(text_encoder, np.concatenate(blocks), shift_sum)
+    blocks = [removal_variants(s.ids, config.max_length) for s in sentences]
+    emb = evaluation.config_token_embeddings(config, dual, np.concatenate(blocks))
     owner = np.repeat(np.arange(len(blocks)), [len(b) for b in blocks])
     scores = np.sum(emb * image_emb[owner], axis=1)
     return np.split(scores, np.cumsum([len(b) for b in blocks])[:-1])
@@ -111,11 +111,9 @@ def _word_scores(sentence: Sentence, scores: np.ndarray, max_length: int) -> lis
 
 def explain(config, dual, vocab: text.Vocabulary, image_path: str, sentence: str) -> Explanation:
     """Score of (image, sentence) and each word's drop in score when it is removed."""
-    image_emb = evaluation.embed_images(dual.image_encoder(), [image_path], config.image_size,
-                                        config.test_flip_sum, 1)
+    image_emb = evaluation.config_image_embeddings(config, dual, [image_path], batch_size=1)
     encoded = encode_sentences([sentence], vocab)[0]
-    scores = _variant_scores(dual.text_encoder, [encoded], image_emb, config.max_length,
-                             config.test_shift_sum)[0]
+    scores = _variant_scores(config, dual, [encoded], image_emb)[0]
     return Explanation(sentence, float(scores[0]), _word_scores(encoded, scores, config.max_length))
 
 
@@ -130,14 +128,11 @@ def split_word_drops(config, dual, vocab: text.Vocabulary, records, split: str =
         pick = np.sort(np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False))
         pairs = [pairs[i] for i in pick]
     images = sorted({i for i, _ in pairs})
-    image_emb = evaluation.embed_images(dual.image_encoder(),
-                                        [chosen[i].image_path for i in images], config.image_size, config.test_flip_sum,
-                                        config.eval_batch_size)
+    image_emb = evaluation.config_image_embeddings(config, dual,
+                                                   [chosen[i].image_path for i in images])
     row_of = {img: k for k, img in enumerate(images)}
     encoded = encode_sentences([c for _, c in pairs], vocab)
-    scores = _variant_scores(dual.text_encoder, encoded,
-                             image_emb[[row_of[i] for i, _ in pairs]], config.max_length,
-                             config.test_shift_sum)
+    scores = _variant_scores(config, dual, encoded, image_emb[[row_of[i] for i, _ in pairs]])
     drops = []
     for sentence, s in zip(encoded, scores):
         drops.extend((w.word, w.drop) for w in _word_scores(sentence, s, config.max_length)

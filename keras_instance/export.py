@@ -5,7 +5,8 @@ Writes `exports/image_encoder/<N>/` and `exports/text_encoder/<N>/` (raw-input S
 `keras_instance/serving_export.py`), `exports/models.config` (base paths under --base_path, the
 folder where `exports/` is mounted inside the tensorflow/serving container, /models by default)
 and `<workdir>/model.keras`. N defaults to one more than the largest existing version.
-Uses the workdir's saved config; --test_flip_sum / --test_shift_sum may override it.
+Uses the workdir's saved config; --test_flip_sum / --test_shift_sum / --test_feature may override
+it.
 """
 
 from absl import app, flags
@@ -19,7 +20,7 @@ flags.DEFINE_string("base_path", "/models",
                     "(models.config base paths).")
 flags.DEFINE_boolean("save_keras", True, "Also write <workdir>/model.keras.")
 FLAGS = flags.FLAGS
-_EVAL_FLAGS = ("test_flip_sum", "test_shift_sum")
+_EVAL_FLAGS = cli_flags.TEST_TIME_FLAGS
 
 
 def main(argv):

@@ -2,7 +2,7 @@
 
 Writes `<workdir>/report/index.html` (thumbnails and plots beside it; opens from disk) and prints
 its path. Uses the workdir's saved config, like evaluate; the evaluation flags (--protocol,
---test_flip_sum, --test_shift_sum, --eval_batch_size) and --seed (which queries are sampled) may
+--test_flip_sum, --test_shift_sum, --test_feature, --eval_batch_size) and --seed (which queries are sampled) may
 override it, so the training flagfile can be passed as it is.
 """
 import os
@@ -16,7 +16,7 @@ flags.DEFINE_integer("stage", None, "Show this stage's model (default: the lates
 flags.DEFINE_integer("num_queries", 10, "Sampled caption queries and image queries (each).")
 flags.DEFINE_string("report_dir", None, "Output folder (default: <workdir>/report).")
 FLAGS = flags.FLAGS
-_EVAL_FLAGS = ("protocol", "test_flip_sum", "test_shift_sum", "eval_batch_size")
+_EVAL_FLAGS = ("protocol", *cli_flags.TEST_TIME_FLAGS, "eval_batch_size")
 
 
 def main(argv):

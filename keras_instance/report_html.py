@@ -47,11 +47,9 @@ def embed_split(config: Config, dual, vocab: text.Vocabulary, records,
         raise ValueError(f"split {split!r} of {config.dataset} has no images")
     captions = [c for r in chosen for c in r.captions]
     caption_image = np.array([i for i, r in enumerate(chosen) for _ in r.captions], np.int64)
-    image_emb = evaluation.embed_images(dual.image_encoder(), [r.image_path for r in chosen],
-                                        config.image_size, config.test_flip_sum,
-                                        config.eval_batch_size)
+    image_emb = evaluation.config_image_embeddings(config, dual, [r.image_path for r in chosen])
     tokens = text.encode_captions(captions, vocab, config.max_length)
-    text_emb = evaluation.embed_token_ids(dual.text_encoder, tokens, config.test_shift_sum)
+    text_emb = evaluation.config_token_embeddings(config, dual, tokens)
     return SplitEmbeddings(chosen, captions, caption_image, np.array([r.label for r in chosen]),
                            np.array([r.label for r in chosen for _ in r.captions]),
                            image_emb, text_emb)

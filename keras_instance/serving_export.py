@@ -237,13 +237,14 @@ class ImageEncoderModule(tf.Module):
     """
 
     def __init__(self, image_encoder: keras.Model, image_size: int, flip_sum: bool,
-                 max_pixels: int = MAX_IMAGE_PIXELS):
+                 max_pixels: int = MAX_IMAGE_PIXELS, feature: str = "embedding"):
         super().__init__(name=IMAGE_MODEL)
         self.encoder = image_encoder
         self.image_size = int(image_size)
         self.flip_sum = bool(flip_sum)
         self.max_pixels = int(max_pixels)
-        self.embed_dim = int(image_encoder.output["embedding"].shape[-1])
+        self.feature = feature  # the branch output served as "embedding" (config.test_feature)
+        self.embed_dim = int(image_encoder.output[feature].shape[-1])
 
     def _load(self, item) -> tf.Tensor:
         data, index = item
@@ -255,10 +256,10 @@ class ImageEncoderModule(tf.Module):
         size = self.image_size
         pixels = tf.map_fn(self._load, (images, tf.range(tf.shape(images)[0])),
                            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
-        embedding = self.encoder(pixels, training=False)["embedding"]
+        embedding = self.encoder(pixels, training=False)[self.feature]
         if self.flip_sum:
             embedding = embedding + self.encoder(tf.image.flip_left_right(pixels),
-                                                 training=False)["embedding"]
+                                                 training=False)[self.feature]
         return {"embedding": _l2_normalize(tf.cast(embedding, tf.float32))}
 
 
@@ -266,13 +267,14 @@ class TextEncoderModule(tf.Module):
     """`serving_default`: sentences [N] → {"embedding": [N, D]}; `token_ids` for inspection."""
 
     def __init__(self, text_encoder: keras.Model, vocab: text.Vocabulary, max_length: int,
-                 shift_sum: bool):
+                 shift_sum: bool, feature: str = "embedding"):
         super().__init__(name=TEXT_MODEL)
         self.encoder = text_encoder
         self.table = vocab.lookup_table()  # a tracked resource: saved with the SavedModel
         self.max_length = int(max_length)
         self.shift_sum = bool(shift_sum)
-        self.embed_dim = int(text_encoder.output["embedding"].shape[-1])
+        self.feature = feature  # the branch output served as "embedding" (config.test_feature)
+        self.embed_dim = int(text_encoder.output[feature].shape[-1])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def token_ids(self, sentences):
@@ -280,7 +282,7 @@ class TextEncoderModule(tf.Module):
         return text.token_ids(sentences, self.table, self.max_length)
 
     def _embed(self, tokens: tf.Tensor) -> tf.Tensor:
-        return tf.cast(self.encoder(tokens, training=False)["embedding"], tf.float32)
+        return tf.cast(self.encoder(tokens, training=False)[self.feature], tf.float32)
 
     def _shift_sum(self, tokens: tf.Tensor) -> tf.Tensor:
         """Σ over every Position-Shift offset 0..L−n of a sentence of n words (`all_shifts`).
@@ -314,11 +316,13 @@ class TextEncoderModule(tf.Module):
 
 
 def image_module(config: Config, dual: DualPath) -> ImageEncoderModule:
-    return ImageEncoderModule(dual.image_encoder(), config.image_size, config.test_flip_sum)
+    return ImageEncoderModule(dual.image_encoder(), config.image_size, config.test_flip_sum,
+                              feature=config.test_feature)
 
 
 def text_module(config: Config, dual: DualPath, vocab: text.Vocabulary) -> TextEncoderModule:
-    return TextEncoderModule(dual.text_encoder, vocab, config.max_length, config.test_shift_sum)
+    return TextEncoderModule(dual.text_encoder, vocab, config.max_length, config.test_shift_sum,
+                             feature=config.test_feature)
 
 
 # --- warmup requests ------------------------------------------------------------------------

@@ -116,17 +116,14 @@ def caption_gallery(records, split: str) -> CaptionGallery:
 
 
 def embed_image_gallery(config: Config, dual: DualPath, gallery: ImageGallery) -> ImageGallery:
-    gallery.embeddings = evaluation.embed_images(dual.image_encoder(), gallery.paths,
-                                                 config.image_size, config.test_flip_sum,
-                                                 config.eval_batch_size)
+    gallery.embeddings = evaluation.config_image_embeddings(config, dual, gallery.paths)
     return gallery
 
 
 def embed_caption_gallery(config: Config, dual: DualPath, vocab: text.Vocabulary,
                           gallery: CaptionGallery) -> CaptionGallery:
     tokens = text.encode_captions(gallery.captions, vocab, config.max_length)
-    gallery.embeddings = evaluation.embed_token_ids(dual.text_encoder, tokens,
-                                                    config.test_shift_sum)
+    gallery.embeddings = evaluation.config_token_embeddings(config, dual, tokens)
     return gallery
 
 

@@ -13,6 +13,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_instance import evaluation, serving_export, text, training
 from keras_instance.config import Config
+from keras_instance.data import pipeline
 from keras_instance.data.demo import generate_demo
 from keras_instance.data.records import split_records
 from keras_instance.model import build_text_encoder
@@ -130,6 +131,38 @@ def test_served_embeddings_equal_evaluation(trained, tmp_path):
     model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
     got = model.signatures["serving_default"](sentences=tf.constant(captions))["embedding"]
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+
+
+def test_test_feature_relu_serves_and_evaluates_the_post_relu_output(trained):
+    """--test_feature=relu: the served modules and evaluation both use the branch's ReLU output."""
+    import dataclasses
+    with pytest.raises(ValueError, match="test_feature must be 'embedding' or 'relu'"):
+        dataclasses.replace(trained["config"], test_feature="pooled").validate()
+    config = dataclasses.replace(trained["config"], test_feature="relu")
+    dual, vocab = trained["dual"], trained["vocab"]
+    paths = [r.image_path for r in trained["test"]][:6]
+    relu = evaluation.config_image_embeddings(config, dual, paths)
+    image_model = dual.image_encoder()
+    pixels = tf.stack([pipeline.load_eval_image(tf.constant(p), config.image_size)
+                       for p in paths])
+    by_hand = sum(image_model(x, training=False)["relu"].numpy()
+                  for x in (pixels, tf.image.flip_left_right(pixels)))
+    np.testing.assert_allclose(relu, evaluation.l2_normalize(by_hand), atol=1e-5)
+    assert (relu >= 0).all()
+    pre_relu = evaluation.config_image_embeddings(trained["config"], dual, paths)
+    assert np.abs(relu - pre_relu).max() > 1e-3
+    images = tf.constant([open(p, "rb").read() for p in paths])
+    module = serving_export.image_module(config, dual)  # kept: tf.function holds it weakly
+    served = module.serve(images)["embedding"].numpy()
+    np.testing.assert_allclose(served, relu, atol=1e-5)
+
+    captions = [c for r in trained["test"] for c in r.captions][:8]
+    tokens = text.encode_captions(captions, vocab, config.max_length)
+    relu = evaluation.config_token_embeddings(config, dual, tokens)
+    assert (relu >= 0).all()
+    module = serving_export.text_module(config, dual, vocab)
+    served = module.serve(tf.constant(captions))["embedding"].numpy()
+    np.testing.assert_allclose(served, relu, atol=1e-5)
 
 
 def test_bad_image_in_batch_is_invalid_argument(trained):
