@@ -85,6 +85,7 @@ def evaluate_split(config: Config, dual: DualPath, vocab: text.Vocabulary, recor
     result = retrieval.evaluate_protocol(protocol or config.protocol, image_emb, text_emb,
                                          image_labels, text_labels)
     result["split"] = split
+    result["test_feature"] = config.test_feature
     # Captions whose words are all unknown embed as padding alone: worth knowing when reading R@K.
     result["captions_without_known_words"] = int(((tokens != text.PAD_ID).sum(axis=1) == 0).sum())
     return result
