@@ -10,7 +10,7 @@ import sys
 
 from absl import flags
 
-from keras_instance.config import DEFAULT_LR_MULTIPLIERS, Config
+from keras_instance.config import DEFAULT_LR_MULTIPLIERS, TEST_FEATURES, Config
 
 _D = Config()
 
@@ -82,7 +82,7 @@ flags.DEFINE_integer("num_clusters", _D.num_clusters, "K for --labels=kmeans.")
 flags.DEFINE_enum("protocol", _D.protocol, ["1k", "coco_1k", "coco_5k", "cuhk"], "Test protocol.")
 flags.DEFINE_boolean("test_flip_sum", _D.test_flip_sum, "Sum image features with the mirror image.")
 flags.DEFINE_boolean("test_shift_sum", _D.test_shift_sum, "Sum text features over all shifts.")
-flags.DEFINE_enum("test_feature", _D.test_feature, ["embedding", "relu"],
+flags.DEFINE_enum("test_feature", _D.test_feature, list(TEST_FEATURES),
                   "Retrieval embedding: fc+BN before ReLU (the authors') or after ReLU "
                   "(where the ranking loss trains).")
 flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Images per evaluation batch.")

@@ -10,6 +10,9 @@ import json
 import os
 from typing import Optional
 
+# Branch outputs a run may retrieve with (`Config.test_feature`); see model.BRANCH_OUTPUTS.
+TEST_FEATURES = ("embedding", "relu")
+
 # METHOD.md, "Shared classifier and losses": rank : image : text.
 STAGE_LOSS_WEIGHTS = {1: (0.0, 1.0, 1.0), 2: (2.0, 1.0, 0.1)}
 CUHK_STAGE2_LOSS_WEIGHTS = (2.0, 1.0, 0.5)
@@ -100,8 +103,8 @@ class Config:
             raise ValueError(f"dropout is a drop probability in [0, 1), got {self.dropout}")
         if self.cache_views < 1 or self.batch_size < 1 or self.max_length < 1:
             raise ValueError("cache_views, batch_size and max_length must be positive")
-        if self.test_feature not in ("embedding", "relu"):
-            raise ValueError(f"test_feature must be 'embedding' or 'relu', got "
+        if self.test_feature not in TEST_FEATURES:
+            raise ValueError(f"test_feature must be {' or '.join(map(repr, TEST_FEATURES))}, got "
                              f"{self.test_feature!r}")
         if self.labels not in ("instance", "kmeans"):
             raise ValueError(f"labels must be 'instance' or 'kmeans', got {self.labels!r}")

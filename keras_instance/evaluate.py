@@ -1,7 +1,8 @@
 """Evaluate a trained workdir: `python -m keras_instance.evaluate --workdir=runs/demo --split=test`.
 
 Uses the workdir's saved config (architecture, vocabulary, dataset); the evaluation flags
-(--protocol, --test_flip_sum, --test_shift_sum, --test_feature, --eval_batch_size) may override it.
+(--protocol, --test_flip_sum, --test_shift_sum, --test_feature, --eval_batch_size) may override
+it.
 Prints the recall table and writes <workdir>/eval_<split>.json.
 """
 

@@ -1,8 +1,9 @@
 """Evaluation: embed a split's images and captions, then Recall@K under the dataset's protocol.
 
 Test-time features follow METHOD.md: an image's embedding is the second fc + BN output (before
-ReLU; `test_feature="relu"` takes it after the ReLU, where the ranking loss trains), summed with that of the flipped image (`test_flip_sum`); a caption's is summed over every
-Position-Shift offset (`test_shift_sum`). Both are L2-normalised; the score is their dot product.
+ReLU; `test_feature="relu"` takes it after the ReLU, where the ranking loss trains), summed with
+that of the flipped image (`test_flip_sum`); a caption's is summed over every Position-Shift
+offset (`test_shift_sum`). Both are L2-normalised; the score is their dot product.
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ there. --gallery is `split:<train|val|test>` (the workdir's dataset) or `folder:
 image below it; ids are relative paths). image_to_text's captions come from --caption_split,
 by default the gallery's split (a folder gallery needs it, or --models=text_to_image).
 N defaults to one more than the largest existing index version. Uses the workdir's saved config
-and latest finished stage; --test_flip_sum / --test_shift_sum / --test_feature / --eval_batch_size may
-override.
+and latest finished stage; --test_flip_sum / --test_shift_sum / --test_feature /
+--eval_batch_size may override.
 """
 
 from absl import app, flags

@@ -2,8 +2,8 @@
 
 Writes `<workdir>/report/index.html` (thumbnails and plots beside it; opens from disk) and prints
 its path. Uses the workdir's saved config, like evaluate; the evaluation flags (--protocol,
---test_flip_sum, --test_shift_sum, --test_feature, --eval_batch_size) and --seed (which queries are sampled) may
-override it, so the training flagfile can be passed as it is.
+--test_flip_sum, --test_shift_sum, --test_feature, --eval_batch_size) and --seed (which queries
+are sampled) may override it, so the training flagfile can be passed as it is.
 """
 import os
 
