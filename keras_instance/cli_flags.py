@@ -63,6 +63,8 @@ flags.DEFINE_boolean("mixed_precision", _D.mixed_precision,
                      "Compute in mixed_float16 (GPU) or mixed_bfloat16 (CPU); logits, losses and "
                      "variables stay float32.")
 flags.DEFINE_boolean("jit_compile", _D.jit_compile, "XLA-compile the training step.")
+flags.DEFINE_integer("steps_per_execution", _D.steps_per_execution,
+                     "Training steps per compiled call (the progress bar moves in such chunks).")
 flags.DEFINE_boolean("stage1_freeze_backbone", _D.stage1_freeze_backbone,
                      "Freeze the image backbone in Stage I (paper: yes).")
 flags.DEFINE_boolean("stage2_freeze_backbone", _D.stage2_freeze_backbone,
@@ -88,7 +90,8 @@ flags.DEFINE_enum("test_feature", _D.test_feature, list(TEST_FEATURES),
 flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Images per evaluation batch.")
 # Distribution
 flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "multi_worker", "one_device"],
-                  "tf.distribute strategy (mirrored: all visible GPUs).")
+                  "tf.distribute strategy (mirrored: all visible GPUs, or --num_cpu_replicas CPUs; "
+                  "no GPU and no CPU replicas: the default strategy).")
 flags.DEFINE_integer("num_cpu_replicas", 0, "Without GPUs: split the CPU into N logical replicas.")
 
 FLAGS = flags.FLAGS
@@ -128,6 +131,7 @@ def config_from_flags() -> Config:
         lr_multipliers=_multipliers(FLAGS.lr_multipliers), weight_decay=FLAGS.weight_decay,
         momentum=FLAGS.momentum, batch_size=FLAGS.batch_size,
         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+        steps_per_execution=FLAGS.steps_per_execution,
         stage1_freeze_backbone=FLAGS.stage1_freeze_backbone,
         stage2_freeze_backbone=FLAGS.stage2_freeze_backbone, feature_cache=FLAGS.feature_cache,
         shards=FLAGS.shards,

@@ -70,6 +70,7 @@ class Config:
     batch_size: int = 32
     mixed_precision: bool = False           # mixed_float16 on GPU, mixed_bfloat16 on CPU
     jit_compile: bool = False               # XLA-compile the training step
+    steps_per_execution: int = 1            # steps per compiled call: fewer Python round trips
     stage1_freeze_backbone: bool = True
     stage2_freeze_backbone: bool = False    # CPU-sized runs: keep the backbone frozen in Stage II
     shards: Optional[str] = None            # TFRecord shards (keras_instance.prepare) for images
@@ -101,8 +102,9 @@ class Config:
             raise ValueError(f"unknown_words must be 'drop' or 'unk', got {self.unknown_words!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout is a drop probability in [0, 1), got {self.dropout}")
-        if self.cache_views < 1 or self.batch_size < 1 or self.max_length < 1:
-            raise ValueError("cache_views, batch_size and max_length must be positive")
+        if min(self.cache_views, self.batch_size, self.max_length, self.steps_per_execution) < 1:
+            raise ValueError("cache_views, batch_size, max_length and steps_per_execution must "
+                             "be positive")
         if self.test_feature not in TEST_FEATURES:
             raise ValueError(f"test_feature must be {' or '.join(map(repr, TEST_FEATURES))}, got "
                              f"{self.test_feature!r}")

@@ -146,7 +146,8 @@ def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: in
         lr_multipliers=config.lr_multipliers, weight_decay=config.weight_decay)
     steps = len(data.image_classes) // config.batch_size
     trainer.compile(optimizer=make_optimizer(config, stage, steps),
-                    jit_compile=config.jit_compile)
+                    jit_compile=config.jit_compile,
+                    steps_per_execution=config.steps_per_execution)
     return dual, trainer
 
 

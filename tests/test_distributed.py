@@ -83,3 +83,18 @@ def test_two_replica_step_equals_one_device_step():
     # divided by the replica count, the difference is as large as the move itself (~2.4).
     assert result["diff"] < 1e-3 * result["moved"], json.dumps(result)
     assert abs(result["one_loss"] - result["two_loss"]) < 1e-4, json.dumps(result)
+
+
+def test_a_lone_cpu_trains_under_the_default_strategy():
+    """No GPU and no --num_cpu_replicas: nothing to mirror, so no MirroredStrategy overhead."""
+    import pytest
+    import tensorflow as tf
+    from keras_instance import distribute
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("a GPU is visible: the mirrored strategy spans it")
+    strategy = distribute.make_strategy("mirrored", num_cpu_replicas=0)
+    assert strategy is tf.distribute.get_strategy()
+    assert not isinstance(strategy, tf.distribute.MirroredStrategy)
+    assert distribute.is_chief(strategy)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        distribute.make_strategy("parameter_server")

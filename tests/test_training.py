@@ -4,6 +4,7 @@ import json
 import os
 
 import keras
+import numpy as np
 import pytest
 
 from keras_instance import evaluation, text, training
@@ -118,3 +119,20 @@ def test_a_moved_run_folder_loads_from_where_it_is(tmp_path):
     run = trained.load_trained(moved)
     assert run.config.workdir == moved
     assert run.weights.startswith(moved)
+
+
+def test_steps_per_execution_trains_the_same_steps(demo_dir, tmp_path):
+    """Chunks of 2 steps per compiled call over 3-step epochs (a remainder chunk each epoch):
+    the same number of optimizer steps and the same weights as one step per call."""
+    weights = []
+    for spe in (1, 2):
+        config = tiny_config(demo_dir, str(tmp_path / f"spe{spe}"), dropout=0.0,
+                             steps_per_execution=spe)
+        summary = training.train(config, 1, verbose=0)
+        dual = training.build_for_workdir(config, backbone_weights=None)
+        dual.full_model().load_weights(summary["weights"])
+        weights.append([w.numpy() for w in dual.full_model().weights])
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="steps_per_execution must be positive"):
+        tiny_config(demo_dir, str(tmp_path / "bad"), steps_per_execution=0).validate()
