@@ -3,7 +3,9 @@
     python benchmarks/train_step.py [--batch 64] [--steps 30]
 
 Builds a Flickr-sized model from cached features (image head + text CNN + 6,000-class shared
-classifier) and times `fit` steps for: synchronized BN on/off, XLA (jit_compile) on/off.
+classifier) and times `fit` steps for: synchronized BN on/off, XLA (jit_compile) on/off, and
+(with XLA) MirroredStrategy over the one CPU against TF's default strategy, which
+`distribute.make_strategy` picks when there is no GPU and no --num_cpu_replicas.
 Prints steps/s and the ratio to the first row.
 """
 import argparse
@@ -18,17 +20,9 @@ from keras_instance.model import build_dual_path
 from keras_instance.trainer import InstanceTrainer
 
 
-def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000):
-    config = Config(backbone="tiny_cnn", backbone_weights=None, image_size=32, embed_dim=1024,
-                    image_head_units=(1024,), text_widths=(128, 256, 256, 512),
-                    text_blocks=(1, 1, 1, 1), word_dim=300, dropout=0.5, sync_batchnorm=sync_bn)
-    dual = build_dual_path(config, classes, vocab, backbone_weights=None)
-    dual.backbone.trainable = False
-    feature_dim = dual.feature_dim  # tiny_cnn stands in: only its output size matters here
-    trainer = InstanceTrainer(dual, from_features=True, loss_weights=(2.0, 1.0, 0.1), margin=0.2,
-                              lr_multipliers={"new": 1.0})
-    trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
-                    jit_compile=jit)
+def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000, strategy=None):
+    with (strategy or tf.distribute.get_strategy()).scope():
+        trainer, feature_dim = _trainer(sync_bn, jit, classes, vocab)
     rng = np.random.default_rng(0)
     n = batch * steps
     x = {"image_features": rng.normal(size=(n, feature_dim)).astype("float32"),
@@ -41,20 +35,38 @@ def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000):
     return steps / (time.perf_counter() - start)
 
 
+def _trainer(sync_bn, jit, classes, vocab):
+    config = Config(backbone="tiny_cnn", backbone_weights=None, image_size=32, embed_dim=1024,
+                    image_head_units=(1024,), text_widths=(128, 256, 256, 512),
+                    text_blocks=(1, 1, 1, 1), word_dim=300, dropout=0.5, sync_batchnorm=sync_bn)
+    dual = build_dual_path(config, classes, vocab, backbone_weights=None)
+    dual.backbone.trainable = False
+    feature_dim = dual.feature_dim  # tiny_cnn stands in: only its output size matters here
+    trainer = InstanceTrainer(dual, from_features=True, loss_weights=(2.0, 1.0, 0.1), margin=0.2,
+                              lr_multipliers={"new": 1.0})
+    trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+                    jit_compile=jit)
+    return trainer, feature_dim
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    rows = [("sync BN, no XLA", True, False), ("plain BN, no XLA", False, False),
-            ("sync BN, XLA", True, True), ("plain BN, XLA", False, True)]
+    one_cpu = tf.distribute.MirroredStrategy(["/cpu:0"])
+    rows = [("sync BN, no XLA", True, False, None), ("plain BN, no XLA", False, False, None),
+            ("sync BN, XLA", True, True, None), ("plain BN, XLA", False, True, None),
+            ("sync BN, XLA, MirroredStrategy on 1 CPU", True, True, one_cpu)]
     base = None
     print(f"batch {args.batch}, {args.steps} timed steps, devices: "
           f"{[d.name for d in tf.config.list_logical_devices()]}")
-    for name, sync_bn, jit in rows:
-        rate = measure(sync_bn, jit, args.batch, args.steps)
+    for name, sync_bn, jit, strategy in rows:
+        if strategy is not None and tf.config.list_logical_devices("GPU"):
+            continue  # with a GPU, the mirrored strategy spans it instead
+        rate = measure(sync_bn, jit, args.batch, args.steps, strategy=strategy)
         base = base or rate
-        print(f"{name:18s} {rate:7.2f} steps/s  {args.batch * rate:8.1f} examples/s  ×{rate / base:.2f}")
+        print(f"{name:40s} {rate:7.2f} steps/s  {args.batch * rate:8.1f} examples/s  ×{rate / base:.2f}")
 
 
 if __name__ == "__main__":
