@@ -42,7 +42,7 @@ def make_strategy(kind: str = "mirrored", num_cpu_replicas: int = 0) -> tf.distr
     if num_cpu_replicas <= 1:
         # One CPU device: nothing to mirror. MirroredStrategy over it still all-reduces every
         # gradient and re-batches the input, which made the Flickr8k Stage II step ~40 % slower
-        # (11.5–17 s vs 8–10 s per epoch, same run otherwise), so take TF's default strategy.
+        # (11.4–17.4 s vs 8–10 s per epoch, same run otherwise), so take TF's default strategy.
         return tf.distribute.get_strategy()
     cpus = tf.config.list_logical_devices("CPU")
     if len(cpus) < num_cpu_replicas:
