@@ -126,13 +126,17 @@ class InstanceTrainer(keras.Model):
         """(g + wd·w) · multiplier per variable; frozen groups (multiplier 0) get zero steps.
 
         Under a LossScaleOptimizer the gradients arrive multiplied by the loss scale s, and the
-        optimizer divides by s before its update: the decay term is scaled by s to match.
+        optimizer divides by s before its update: the decay term is scaled by s to match. Under
+        a multi-replica strategy the optimizer SUMS the replicas' gradients (the loss is already
+        divided by the global batch), so each replica adds 1/replicas of the decay: N replicas
+        decay like one device, not N times as much.
         """
         loss_scale = None
         optimizer = getattr(self, "optimizer", None)  # uncompiled: plain gradients
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             loss_scale = (optimizer.dynamic_scale if optimizer.built
                           else optimizer.initial_scale)  # as its scale_loss reads it
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         adjusted = []
         for g, v in zip(grads, variables):
             if g is None:
@@ -142,7 +146,7 @@ class InstanceTrainer(keras.Model):
             if isinstance(g, tf.IndexedSlices):  # word lookups: decay touches every row anyway
                 g = tf.convert_to_tensor(g)
             if self.weight_decay and v.name in _DECAYED:
-                decay = self.weight_decay * tf.cast(v.value, g.dtype)
+                decay = (self.weight_decay / replicas) * tf.cast(v.value, g.dtype)
                 if loss_scale is not None:
                     decay = decay * tf.cast(loss_scale, g.dtype)
                 g = g + decay

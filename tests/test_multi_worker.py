@@ -38,7 +38,9 @@ SCRIPT = textwrap.dedent(r"""
 
     data, workdir, out, kind = sys.argv[2:6]
     strategy = distribute.make_strategy(kind)
-    config = tiny_config(data, workdir, dropout=0.0, batch_size=16, stage1_lr_schedule="0.1:2")
+    # weight decay large enough that a per-worker copy of it (2x) lands far outside tolerance
+    config = tiny_config(data, workdir, dropout=0.0, batch_size=16, stage1_lr_schedule="0.1:2",
+                         weight_decay=0.2)
     training.train(config, 1, strategy, verbose=0, callbacks=[SaveInitial(out)])
     mine = distribute.for_this_worker(config, strategy)
     dual = training.build_for_workdir(mine, backbone_weights=None)
