@@ -16,7 +16,8 @@ _D = Config()
 
 # Data
 flags.DEFINE_string("dataset", _D.dataset,
-                    "demo | flickr8k | flickr30k | coco | cuhk_pedes | karpathy | manifest")
+                    "demo | flickr8k | flickr30k (authors' split) | flickr30k_karpathy | coco | "
+                    "cuhk_pedes | karpathy | manifest")
 flags.DEFINE_string("data_dir", _D.data_dir, "Dataset folder (or manifest .jsonl for 'manifest').")
 flags.DEFINE_string("workdir", _D.workdir, "Run folder: config, vocabulary, checkpoints, logs.")
 flags.DEFINE_integer("max_length", _D.max_length, "Words kept per sentence (CUHK-PEDES: 56).")

@@ -9,11 +9,12 @@ import pytest
 from PIL import Image
 
 from keras_instance.data.readers import (DATASET_READERS, read_coco_captions, read_cuhk_pedes,
-                                         read_dataset, read_flickr8k, read_karpathy_json,
-                                         read_manifest)
+                                         read_dataset, read_flickr8k, read_flickr30k,
+                                         read_karpathy_json, read_manifest)
 from keras_instance.data.records import DatasetError, Record, split_records, validate_records
 
-REAL_FLICKR8K = Path(__file__).resolve().parents[1].parent / "shared/data/flickr8k"
+REPO = Path(__file__).resolve().parents[1]
+REAL_FLICKR8K = REPO.parent / "shared/data/flickr8k"
 
 
 def write_image(path: Path, fmt: str = "PNG", color=(200, 30, 30)) -> Path:
@@ -131,7 +132,8 @@ def test_karpathy_flickr_style_uses_images_subfolder(tmp_path):
     assert records[0].image_path == str(tmp_path / "images" / "a.jpg")
     dropped = read_karpathy_json(path, restval_to_train=False)
     assert [r.image_id for r in dropped] == ["a.jpg", "c.jpg"] and dropped[1].label == 1
-    assert [r.image_id for r in read_dataset("flickr30k", tmp_path)] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert [r.image_id for r in read_dataset("flickr30k_karpathy", tmp_path)] == [
+        "a.jpg", "b.jpg", "c.jpg"]
 
 
 def test_karpathy_coco_style_filepath_and_explicit_root(tmp_path):
@@ -169,6 +171,124 @@ def test_read_dataset_karpathy_needs_exactly_one_json(tmp_path):
     (tmp_path / "dataset_b.json").write_text("{}")
     with pytest.raises(DatasetError, match="dataset_a.json, dataset_b.json"):
         read_dataset("karpathy", tmp_path)
+
+
+# ----------------------------------------------------------------------------- Flickr30k
+
+# Photo id -> the split Karpathy's JSON gives it, chosen to differ from the authors' split.
+F30K_KARPATHY = {"1000268201": "train", "1001773457": "val", "1002674143": "train",
+                 "1003163366": "test", "1007129816": "train", "101654506": "val"}
+# Flickr8k lists: 1002674143 is in both (the authors' code makes it test); 999999999 is a
+# Flickr8k photo that is not in Flickr30k (ignored).
+F8K_DEV = ["1000268201_693b08cb0e.jpg", "1002674143_1b742ab4b8.jpg", "999999999_0123456789.jpg"]
+F8K_TEST = ["1001773457_577c3a7d70.jpg", "1002674143_1b742ab4b8.jpg"]
+F30K_AUTHORS = {"1000268201": "val", "1001773457": "test", "1002674143": "test",
+                "1003163366": "train", "1007129816": "train", "101654506": "train"}
+
+
+@pytest.fixture
+def flickr30k_dir(tmp_path):
+    """Six Flickr30k images in flickr30k-images/, Karpathy's JSON, Flickr8k's dev/test lists."""
+    root = tmp_path / "flickr30k"
+    for photo in F30K_KARPATHY:
+        write_image(root / "flickr30k-images" / f"{photo}.jpg", "JPEG")
+    (root / "dataset_flickr30k.json").write_text(json.dumps({"dataset": "flickr30k", "images": [
+        karpathy_entry(f"{photo}.jpg", split, [f"json {photo} a .", f"json {photo} b ."])
+        for photo, split in F30K_KARPATHY.items()]}))
+    (root / "Flickr_8k.devImages.txt").write_text("\n".join(F8K_DEV) + "\n")
+    (root / "Flickr_8k.testImages.txt").write_text("\n".join(F8K_TEST) + "\n\n")
+    return root
+
+
+def photo_splits(records):
+    return {Path(r.image_id).stem: r.split for r in records}
+
+
+def test_flickr30k_default_is_authors_split_from_flickr8k_lists(flickr30k_dir):
+    records = read_dataset("flickr30k", flickr30k_dir)
+    assert photo_splits(records) == F30K_AUTHORS
+    assert [r.image_id for r in records] == [f"{p}.jpg" for p in F30K_KARPATHY]   # JSON order
+    assert [r.label for r in records] == list(range(6))
+    assert records[0].captions == ("json 1000268201 a .", "json 1000268201 b .")
+    assert records[0].image_path == str(flickr30k_dir / "flickr30k-images" / "1000268201.jpg")
+    assert read_flickr30k(flickr30k_dir) == records
+
+
+def test_flickr30k_karpathy_option_keeps_json_splits(flickr30k_dir):
+    for name in ("Flickr_8k.devImages.txt", "Flickr_8k.testImages.txt"):
+        (flickr30k_dir / name).unlink()   # Karpathy's split does not need the Flickr8k lists
+    records = read_dataset("flickr30k_karpathy", flickr30k_dir)
+    assert photo_splits(records) == F30K_KARPATHY
+    assert read_flickr30k(flickr30k_dir, split="karpathy") == records
+    with pytest.raises(ValueError, match="authors, karpathy"):
+        read_flickr30k(flickr30k_dir, split="official")
+
+
+@pytest.mark.parametrize("remove", [["Flickr_8k.testImages.txt"],
+                                    ["Flickr_8k.devImages.txt", "Flickr_8k.testImages.txt"]])
+def test_flickr30k_missing_flickr8k_list_says_which_and_where(flickr30k_dir, remove):
+    for name in remove:
+        (flickr30k_dir / name).unlink()
+    with pytest.raises(DatasetError) as err:
+        read_dataset("flickr30k", flickr30k_dir)
+    msg = str(err.value)
+    assert "Flickr_8k.devImages.txt and Flickr_8k.testImages.txt" in msg   # both named
+    assert f"{' and '.join(remove)} not found in {flickr30k_dir}" in msg
+    assert str(flickr30k_dir / "Flickr8k_text") in msg
+    assert "ship with Flickr8k" in msg and "'flickr30k_karpathy'" in msg
+
+
+def test_flickr30k_lists_in_flickr8k_text_subfolder(flickr30k_dir):
+    (flickr30k_dir / "Flickr8k_text").mkdir()
+    for name in ("Flickr_8k.devImages.txt", "Flickr_8k.testImages.txt"):
+        (flickr30k_dir / name).rename(flickr30k_dir / "Flickr8k_text" / name)
+    assert photo_splits(read_dataset("flickr30k", flickr30k_dir)) == F30K_AUTHORS
+
+
+def test_flickr30k_token_file_is_preferred_and_covers_every_image(flickr30k_dir):
+    write_image(flickr30k_dir / "flickr30k-images" / "1009434119.jpg", "JPEG")   # not in JSON
+    photos = ["1009434119", *F30K_KARPATHY]
+    (flickr30k_dir / "results_20130124.token").write_text("".join(
+        f"{p}.jpg#{n}\ttoken {p} {n} .\n" for p in photos for n in (1, 0)))
+    records = read_dataset("flickr30k", flickr30k_dir)
+    assert [r.image_id for r in records] == [f"{p}.jpg" for p in photos]   # token-file order
+    assert photo_splits(records) == {"1009434119": "train", **F30K_AUTHORS}
+    assert records[1].captions == ("token 1000268201 0 .", "token 1000268201 1 .")
+    assert records[0].image_path == str(flickr30k_dir / "flickr30k-images" / "1009434119.jpg")
+
+
+def test_flickr30k_authors_split_refuses_json_without_every_image(flickr30k_dir):
+    write_image(flickr30k_dir / "flickr30k-images" / "1009434119.jpg", "JPEG")
+    with pytest.raises(DatasetError) as err:
+        read_dataset("flickr30k", flickr30k_dir)
+    msg = str(err.value)
+    assert "dataset_flickr30k.json lists 6 images" in msg and "1 more .jpg files" in msg
+    assert "1009434119.jpg" in msg and "results_20130124.token" in msg
+    assert len(read_dataset("flickr30k_karpathy", flickr30k_dir)) == 6
+
+
+def test_flickr30k_bad_or_foreign_list(flickr30k_dir):
+    dev = flickr30k_dir / "Flickr_8k.devImages.txt"
+    dev.write_text("1000268201_693b08cb0e.jpg\n1002674143.jpg\n")
+    with pytest.raises(DatasetError, match=r"devImages.txt, line 2: expected a Flickr8k image "
+                                           r"name .* got '1002674143.jpg'"):
+        read_dataset("flickr30k", flickr30k_dir)
+    dev.write_text("2090545563_a4e66ec76b.jpg\n")
+    with pytest.raises(DatasetError, match=r"devImages.txt: none of its 1 photo ids"):
+        read_dataset("flickr30k", flickr30k_dir)
+    (flickr30k_dir / "dataset_flickr30k.json").unlink()
+    with pytest.raises(DatasetError, match="No Flickr30k captions.*results_20130124.token"):
+        read_dataset("flickr30k", flickr30k_dir)
+
+
+def test_flickr30k_config_states_the_split():
+    text = (REPO / "configs" / "flickr30k.flags").read_text()
+    assert "--dataset=flickr30k\n" in text
+    assert "29,783 / 1,000 / 1,000" in text and "--dataset=flickr30k_karpathy" in text
+    for config in sorted((REPO / "configs").glob("*.flags")):
+        for line in config.read_text().splitlines():
+            if line.startswith("--dataset="):
+                assert line.partition("=")[2] in DATASET_READERS, config.name
 
 
 # ----------------------------------------------------------------------------- COCO
@@ -388,3 +508,18 @@ def test_real_flickr8k_karpathy_json():
     validate_records(records, str(path), check_images=False)
     assert Path(records[0].image_path).parent.name == "Flicker8k_Dataset"
     assert len(read_karpathy_json(path)) == 8091   # restval -> train
+
+
+def test_real_flickr8k_lists_give_the_authors_flickr30k_counts(tmp_path):
+    """With every Flickr30k photo (31,783; the 2,000 Flickr8k dev/test photos among them), the
+    real Flickr8k lists give the paper's 29,783 / 1,000 / 1,000 (captions only, no images)."""
+    real = _real_flickr8k()
+    names = [line.strip() for f in ("Flickr_8k.devImages.txt", "Flickr_8k.testImages.txt")
+             for line in (real / f).read_text().splitlines() if line.strip()]
+    photos = [name.rpartition("_")[0] for name in names]
+    photos += [str(10 ** 11 + k) for k in range(31783 - len(photos))]   # stand-in train photos
+    (tmp_path / "Flickr8k_text").symlink_to(real, target_is_directory=True)
+    (tmp_path / "results_20130124.token").write_text(
+        "".join(f"{p}.jpg#0\tA photo .\n" for p in photos))
+    records = read_dataset("flickr30k", tmp_path, check_images=False)
+    assert splits_of(records) == {"train": 29783, "val": 1000, "test": 1000}
