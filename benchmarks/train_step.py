@@ -36,7 +36,7 @@ def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000, strategy=None)
 
 
 def _trainer(sync_bn, jit, classes, vocab):
-    config = Config(backbone="tiny_cnn", backbone_weights=None, image_size=32, embed_dim=1024,
+    config = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=32, embed_dim=1024,
                     image_head_units=(1024,), text_widths=(128, 256, 256, 512),
                     text_blocks=(1, 1, 1, 1), word_dim=300, dropout=0.5, sync_batchnorm=sync_bn)
     dual = build_dual_path(config, classes, vocab, backbone_weights=None)

@@ -3,22 +3,50 @@
 Every backbone takes float RGB pixels in [0, 255] and does its own preprocessing inside the graph,
 so exported models accept plain decoded images. `weights` follows keras.applications:
 "imagenet" (downloads; needs internet), a path to a weights file (offline), or None (random).
+
+Two views of one backbone (same variables):
+- `build_backbone`: pixels [B, S, S, 3] → pooled feature [B, D], what training sees;
+- `window_features`: pixels of any size [B, H, W, 3] → the pooled feature of every S × S window
+  [B, P, D] (stride 32 px), as the authors test: their MatConvNet nets are fully convolutional,
+  ResNet's pool5 averages 7 × 7 cells and VGG's fc6 is a 7 × 7 convolution, so a 256 × 384 photo
+  gives 2 × 6 positions. keras' ResNet / MobileNetV2 are built on (None, None, 3) inputs for it.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import keras
+import tensorflow as tf
 from keras import layers
 
-# name → (constructor, preprocessing mode, builds with pooling="avg")
-_APPLICATIONS = {
-    "resnet50": ("ResNet50", "caffe"),
-    "resnet152": ("ResNet152", "caffe"),
-    "vgg19": ("VGG19", "caffe"),
-    "mobilenet_v2": ("MobileNetV2", "tf"),
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    constructor: str        # keras.applications name ("" for tiny_cnn)
+    preprocessing: str      # PixelPreprocess mode
+    kind: str               # "pooled" (global average pool), "vgg_fc" (fc7), "flatten"
+
+    @property
+    def has_windows(self) -> bool:
+        """Whether the keep_aspect test geometry (features of every window) applies."""
+        return self.kind != "flatten"
+
+
+BACKBONE_SPECS = {
+    "resnet50": BackboneSpec("ResNet50", "caffe", "pooled"),
+    "resnet152": BackboneSpec("ResNet152", "caffe", "pooled"),
+    "vgg19": BackboneSpec("VGG19", "caffe", "vgg_fc"),
+    "mobilenet_v2": BackboneSpec("MobileNetV2", "tf", "pooled"),
+    "tiny_cnn": BackboneSpec("", "unit", "flatten"),
 }
-BACKBONES = tuple(_APPLICATIONS) + ("tiny_cnn",)
+BACKBONES = tuple(BACKBONE_SPECS)
+
+
+def spec(name: str) -> BackboneSpec:
+    if name not in BACKBONE_SPECS:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONE_SPECS[name]
 
 
 @keras.saving.register_keras_serializable(package="keras_instance")
@@ -59,19 +87,19 @@ def _tiny_cnn(inputs, width: int = 32, sync_bn: bool = False):
 
 
 def build_backbone(name: str, weights: str | None = None, input_shape=(224, 224, 3),
-                   sync_bn: bool = False) -> keras.Model:
+                   sync_bn: bool = False, vgg_fc7: str = "pre_relu") -> keras.Model:
     """Backbone model: pixels [B, H, W, 3] in [0, 255] → pooled feature [B, D].
 
     `sync_bn` applies to tiny_cnn; keras.applications models keep their own per-replica BN.
+    `vgg_fc7`: VGG-19's feature is fc7 before its ReLU ("pre_relu", the authors') or after.
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    kind = spec(name)
     if weights not in (None, "imagenet") and not os.path.exists(weights):
         raise FileNotFoundError(
             f"backbone weights file {weights!r} does not exist; pass a path to a Keras "
             f"weights file for {name} (no top), 'imagenet' to download, or None")
     pixels = keras.Input(shape=input_shape, name="pixels")
-    if name == "tiny_cnn":
+    if kind.kind == "flatten":
         features = _tiny_cnn(PixelPreprocess("unit", name="preprocess")(pixels), sync_bn=sync_bn)
         model = keras.Model(pixels, features, name="backbone")
         if weights == "imagenet":
@@ -79,24 +107,26 @@ def build_backbone(name: str, weights: str | None = None, input_shape=(224, 224,
         if weights:
             model.load_weights(weights)
         return model
-    constructor, mode = _APPLICATIONS[name]
-    app = _build_application(constructor, weights, input_shape)
-    features = app(PixelPreprocess(mode, name="preprocess")(pixels))
+    app = _build_application(kind, weights, input_shape, vgg_fc7)
+    features = app(PixelPreprocess(kind.preprocessing, name="preprocess")(pixels))
     return keras.Model(pixels, features, name="backbone")
 
 
-def _build_application(constructor: str, weights, input_shape) -> keras.Model:
+def _build_application(kind: BackboneSpec, weights, input_shape, vgg_fc7) -> keras.Model:
     """The keras.applications model; VGG19 keeps its fc7 (needs 224×224), others pool pool5."""
-    build = getattr(keras.applications, constructor)
-    if constructor == "VGG19":
-        # fc7 is part of the classification top; keras' fc2 already applies ReLU (the authors'
-        # code takes fc7 before ReLU — the one documented difference).
-        app = build(include_top=True, weights=None, input_shape=(224, 224, 3))
+    build = getattr(keras.applications, kind.constructor)
+    if kind.kind == "vgg_fc":
         if tuple(input_shape) != (224, 224, 3):
             raise ValueError("vgg19 uses fc7, which needs input_shape=(224, 224, 3)")
+        app = build(include_top=True, weights=None, input_shape=(224, 224, 3))
         _load(app, weights, build, include_top=True)
+        if vgg_fc7 == "pre_relu":  # the authors take fc7 before its ReLU; keras' fc2 applies it
+            app.get_layer("fc2").activation = keras.activations.linear
+        elif vgg_fc7 != "post_relu":
+            raise ValueError(f"vgg_fc7 must be 'pre_relu' or 'post_relu', got {vgg_fc7!r}")
         return keras.Model(app.input, app.get_layer("fc2").output, name="vgg19_fc7")
-    app = build(include_top=False, weights=None, input_shape=tuple(input_shape), pooling="avg")
+    # fully convolutional: any input size (training feeds S × S, keep_aspect tests feed more)
+    app = build(include_top=False, weights=None, input_shape=(None, None, 3), pooling="avg")
     _load(app, weights, build, include_top=False)
     return app
 
@@ -115,3 +145,48 @@ def _load(app: keras.Model, weights, build, include_top: bool) -> None:
         raise ValueError(f"could not load backbone weights from {weights!r} into {app.name} "
                          f"(include_top={include_top}): {err}. The file must come from the same "
                          "keras.applications architecture.") from err
+
+
+# --- every training-sized window of a larger image (keep_aspect test geometry) -----------------
+
+def _application(backbone: keras.Model) -> keras.Model:
+    return next(layer for layer in backbone.layers if isinstance(layer, keras.Model))
+
+
+def _window_count(train_size: int) -> int:
+    """Cells of the last feature map at the training size (7 for 224 px at stride 32)."""
+    return max(train_size // 32, 1)
+
+
+def window_features(backbone: keras.Model, backbone_name: str, pixels: tf.Tensor,
+                    train_size: int) -> tf.Tensor:
+    """pixels [B, H, W, 3] (H, W ≥ train_size) → pooled feature of every window [B, P, D].
+
+    A window is train_size² pixels at stride 32: the feature the backbone gives a train_size
+    crop there, computed once over the whole map.
+    """
+    kind = spec(backbone_name)
+    if not kind.has_windows:
+        raise ValueError(f"{backbone_name} flattens a fixed-size map: it has no per-window "
+                         "features; use --test_geometry=squash")
+    cells = _window_count(train_size)
+    x = backbone.get_layer("preprocess")(pixels)
+    app = _application(backbone)
+    if kind.kind == "pooled":
+        trunk = keras.Model(app.input, app.layers[-1].input)  # the map before global pooling
+        grid = tf.nn.avg_pool2d(trunk(x, training=False), cells, 1, "VALID")
+    else:  # VGG: fc6 as a 7×7 convolution, fc7 as a 1×1 one (their weights, reshaped)
+        grid = _vgg_fc_windows(app, x, cells)
+    return tf.reshape(grid, [tf.shape(grid)[0], -1, grid.shape[-1]])
+
+
+def _vgg_fc_windows(app: keras.Model, x: tf.Tensor, cells: int) -> tf.Tensor:
+    for layer in app.layers[1:]:
+        if layer.name == "flatten":
+            break
+        x = layer(x)  # the convolutional layers, which take any size
+    fc1, fc2 = app.get_layer("fc1"), app.get_layer("fc2")
+    kernel = tf.reshape(fc1.kernel, [cells, cells, x.shape[-1], -1])  # Flatten is (h, w, c)
+    x = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "VALID") + fc1.bias)
+    x = tf.tensordot(x, fc2.kernel, 1) + fc2.bias
+    return fc2.activation(x)

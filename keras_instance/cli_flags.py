@@ -10,7 +10,9 @@ import sys
 
 from absl import flags
 
-from keras_instance.config import DEFAULT_LR_MULTIPLIERS, TEST_FEATURES, Config
+from keras_instance.config import (CLASSIFIER_INITS, DECAYED, DEFAULT_LR_MULTIPLIERS, NEGATIVES,
+                                   TEST_FEATURES, TEST_GEOMETRIES, TEST_TIME_FIELDS,
+                                   TEXT_LAYOUTS, Config)
 
 _D = Config()
 
@@ -30,6 +32,8 @@ flags.DEFINE_integer("word_dim", _D.word_dim, "Word vector size.")
 flags.DEFINE_string("backbone", _D.backbone, "resnet50 | resnet152 | vgg19 | mobilenet_v2 | tiny_cnn")
 flags.DEFINE_string("backbone_weights", _D.backbone_weights,
                     "'imagenet' (download), a weights-file path (offline), or 'none'.")
+flags.DEFINE_enum("vgg_fc7", _D.vgg_fc7, ["pre_relu", "post_relu"],
+                  "VGG-19 feature: fc7 before its ReLU (the authors') or after (keras' fc2).")
 flags.DEFINE_integer("image_size", _D.image_size, "Square input size in pixels.")
 flags.DEFINE_list("image_head_units", list(map(str, _D.image_head_units)),
                   "Hidden fc widths of the image head before the embedding fc.")
@@ -39,16 +43,30 @@ flags.DEFINE_list("crop_scale", list(map(str, _D.crop_scale)), "Random crop side
 flags.DEFINE_list("text_widths", list(map(str, _D.text_widths)), "Output width of each stage.")
 flags.DEFINE_list("text_blocks", list(map(str, _D.text_blocks)), "Residual blocks per stage.")
 flags.DEFINE_enum("text_pooling", _D.text_pooling, ["max", "avg"], "Pooling over positions.")
+flags.DEFINE_enum("text_layout", _D.text_layout, list(TEXT_LAYOUTS),
+                  "authors: stride 2 on the left-padded 1×2 conv, stage-1 first bottleneck "
+                  "width/2 (their net); v1: this project's first layout (old runs).")
 flags.DEFINE_integer("embed_dim", _D.embed_dim, "Joint embedding size (fc width of both heads).")
 flags.DEFINE_float("dropout", _D.dropout, "Drop probability (Flickr30k 0.75, COCO 0.5, CUHK 0.8).")
 flags.DEFINE_boolean("position_shift", _D.position_shift, "Position Shift augmentation.")
 flags.DEFINE_boolean("sync_batchnorm", _D.sync_batchnorm,
                      "Batch statistics over all replicas (heads, text CNN, tiny_cnn).")
+flags.DEFINE_string("kernel_initializer", _D.kernel_initializer,
+                    "Keras initializer of the new layers' kernels (lecun_uniform: the authors' "
+                    "MatConvNet U(±sqrt(3/fan_in)); glorot_uniform: Keras' default).")
+flags.DEFINE_enum("classifier_init", _D.classifier_init, list(CLASSIFIER_INITS),
+                  "Shared classifier W: authors (U(±sqrt(3/fan_in)) × 0.1) or he (He-normal × 0.1).")
+flags.DEFINE_boolean("classifier_bias", _D.classifier_bias,
+                     "The shared classifier has one bias, shared too (the authors', Flickr/CUHK).")
 # Losses
 flags.DEFINE_list("loss_weights", None, "rank,image,text; unset: Stage I 0,1,1, Stage II 2,1,0.1.")
 flags.DEFINE_float("margin", _D.margin, "Ranking loss margin.")
-flags.DEFINE_enum("negatives", _D.negatives, ["hardest_in_batch", "hardest_of_pool"],
-                  "Ranking negatives: in-batch hardest, or the paper's hardest of a caption pool.")
+flags.DEFINE_enum("negatives", _D.negatives, list(NEGATIVES),
+                  "Ranking negatives. hardest_of_pool (authors, Flickr/COCO) and random "
+                  "(authors, CUHK-PEDES): half the batch are anchors, each with the next image "
+                  "as its negative image and the hardest of --negative_pool random captions "
+                  "(or a random caption of another instance) as its negative caption; "
+                  "hardest_in_batch (VSE++): every example an anchor, in-batch hardest.")
 flags.DEFINE_integer("negative_pool", _D.negative_pool, "Pool size for hardest_of_pool.")
 # Optimisation
 flags.DEFINE_enum("optimizer", _D.optimizer, ["sgd"], "SGD with Nesterov momentum.")
@@ -57,7 +75,10 @@ flags.DEFINE_string("stage1_lr_schedule", _D.stage1_lr_schedule, "Stage I schedu
 flags.DEFINE_string("stage2_lr_schedule", _D.stage2_lr_schedule, "Stage II schedule.")
 flags.DEFINE_list("lr_multipliers", [],
                   "Overrides of group=multiplier; groups: " + ", ".join(DEFAULT_LR_MULTIPLIERS))
-flags.DEFINE_float("weight_decay", _D.weight_decay, "L2 weight decay on kernels.")
+flags.DEFINE_float("weight_decay", _D.weight_decay, "L2 weight decay.")
+flags.DEFINE_enum("weight_decay_on", _D.weight_decay_on, list(DECAYED),
+                  "all: every trainable parameter, BN γ/β and biases included (the authors'); "
+                  "kernels: kernels and word vectors only.")
 flags.DEFINE_float("momentum", _D.momentum, "SGD momentum.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split over replicas).")
 flags.DEFINE_boolean("mixed_precision", _D.mixed_precision,
@@ -88,6 +109,11 @@ flags.DEFINE_boolean("test_shift_sum", _D.test_shift_sum, "Sum text features ove
 flags.DEFINE_enum("test_feature", _D.test_feature, list(TEST_FEATURES),
                   "Retrieval embedding: fc+BN before ReLU (the authors') or after ReLU "
                   "(where the ranking loss trains).")
+flags.DEFINE_enum("test_geometry", _D.test_geometry, list(TEST_GEOMETRIES),
+                  "keep_aspect: short side --test_short_side, the image head at every position "
+                  "of the feature map, summed (METHOD.md); squash: image_size × image_size.")
+flags.DEFINE_integer("test_short_side", _D.test_short_side,
+                     "keep_aspect's short side in pixels; 0: image_size · 256/224.")
 flags.DEFINE_integer("eval_batch_size", _D.eval_batch_size, "Images per evaluation batch.")
 # Distribution
 flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "multi_worker", "one_device"],
@@ -119,10 +145,12 @@ def config_from_flags() -> Config:
         unknown_words=FLAGS.unknown_words, word2vec=FLAGS.word2vec, word_dim=FLAGS.word_dim,
         backbone=FLAGS.backbone,
         backbone_weights=None if (weights or "none").lower() == "none" else weights,
-        image_size=FLAGS.image_size, image_head_units=tuple(map(int, FLAGS.image_head_units)),
+        vgg_fc7=FLAGS.vgg_fc7, image_size=FLAGS.image_size, image_head_units=tuple(map(int, FLAGS.image_head_units)),
         random_flip=FLAGS.random_flip, crop_scale=tuple(map(float, FLAGS.crop_scale)),
         text_widths=tuple(map(int, FLAGS.text_widths)),
         text_blocks=tuple(map(int, FLAGS.text_blocks)), text_pooling=FLAGS.text_pooling,
+        text_layout=FLAGS.text_layout, kernel_initializer=FLAGS.kernel_initializer,
+        classifier_init=FLAGS.classifier_init, classifier_bias=FLAGS.classifier_bias,
         embed_dim=FLAGS.embed_dim, dropout=FLAGS.dropout, position_shift=FLAGS.position_shift,
         sync_batchnorm=FLAGS.sync_batchnorm,
         loss_weights=tuple(map(float, FLAGS.loss_weights)) if FLAGS.loss_weights else None,
@@ -130,6 +158,7 @@ def config_from_flags() -> Config:
         optimizer=FLAGS.optimizer, lr_schedule=FLAGS.lr_schedule,
         stage1_lr_schedule=FLAGS.stage1_lr_schedule, stage2_lr_schedule=FLAGS.stage2_lr_schedule,
         lr_multipliers=_multipliers(FLAGS.lr_multipliers), weight_decay=FLAGS.weight_decay,
+        weight_decay_on=FLAGS.weight_decay_on,
         momentum=FLAGS.momentum, batch_size=FLAGS.batch_size,
         mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
         steps_per_execution=FLAGS.steps_per_execution,
@@ -139,8 +168,8 @@ def config_from_flags() -> Config:
         cache_views=FLAGS.cache_views, seed=FLAGS.seed, labels=FLAGS.labels,
         num_clusters=FLAGS.num_clusters, protocol=FLAGS.protocol,
         test_flip_sum=FLAGS.test_flip_sum, test_shift_sum=FLAGS.test_shift_sum,
-        test_feature=FLAGS.test_feature,
-        eval_batch_size=FLAGS.eval_batch_size)
+        test_feature=FLAGS.test_feature, test_geometry=FLAGS.test_geometry,
+        test_short_side=FLAGS.test_short_side, eval_batch_size=FLAGS.eval_batch_size)
     return config.validate()
 
 
@@ -160,7 +189,7 @@ def run_reporting_user_errors(run) -> None:
 
 # How a trained run embeds at test time: set on the command line, these override the run's config
 # in every program that loads a trained run (evaluate, report, explain, index, export).
-TEST_TIME_FLAGS = ("test_flip_sum", "test_shift_sum", "test_feature")
+TEST_TIME_FLAGS = tuple(f for f in TEST_TIME_FIELDS if f not in ("protocol", "eval_batch_size"))
 
 
 def present_overrides(names) -> dict:

@@ -68,7 +68,7 @@ def worker_scratch(workdir: str, strategy: tf.distribute.Strategy) -> str:
     key = hashlib.sha1(os.path.abspath(workdir).encode()).hexdigest()[:12]
     scratch = os.path.join(tempfile.gettempdir(), "keras_instance_workers", key, f"worker{task}")
     from keras_instance.pseudo_labels import LABELS_FILE
-    for name in ("vocab.txt", "meta.json", LABELS_FILE,
+    for name in ("word_vectors.npy", "vocab.txt", "meta.json", LABELS_FILE,
                  os.path.join("stage1", "final.weights.h5")):
         source, target = os.path.join(workdir, name), os.path.join(scratch, name)
         if os.path.exists(source) and not os.path.exists(target):

@@ -1,9 +1,11 @@
 """Evaluation: embed a split's images and captions, then Recall@K under the dataset's protocol.
 
 Test-time features follow METHOD.md: an image's embedding is the second fc + BN output (before
-ReLU; `test_feature="relu"` takes it after the ReLU, where the ranking loss trains), summed with
-that of the flipped image (`test_flip_sum`); a caption's is summed over every Position-Shift
-offset (`test_shift_sum`). Both are L2-normalised; the score is their dot product.
+ReLU; `test_feature="relu"` takes it after the ReLU, where the ranking loss trains) of the whole
+image at short side 256 (aspect kept), summed over every position of the feature map
+(`test_geometry="keep_aspect"`; "squash" resizes to image_size²), plus the same for the flipped
+image (`test_flip_sum`); a caption's is summed over every Position-Shift offset
+(`test_shift_sum`). Both are L2-normalised; the score is their dot product.
 """
 from __future__ import annotations
 
@@ -43,6 +45,44 @@ def embed_images(image_encoder: keras.Model, image_paths, image_size: int, flip_
     return l2_normalize(np.concatenate(out).astype(np.float32))
 
 
+def embed_images_keep_aspect(dual: DualPath, image_paths, short_side: int, flip_sum: bool = True,
+                             batch_size: int = 64, feature: str = "embedding") -> np.ndarray:
+    """[N, D] L2-normalised embeddings of whole images at short side `short_side`, aspect kept.
+
+    Images of one resized shape go through the network together (a copy of Flickr8k resized
+    to one size is one batch stream); the result does not depend on the grouping.
+    """
+    paths = tf.constant([str(p) for p in image_paths])
+    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(image_paths)), paths)).map(
+        lambda i, p: (i, pipeline.resize_short_side(pipeline.decode_image(tf.io.read_file(p)),
+                                                    short_side)),
+        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    @tf.function(reduce_retracing=True)
+    def predict(images):
+        emb = dual.window_embedding(images, feature)
+        if flip_sum:
+            emb = emb + dual.window_embedding(tf.image.flip_left_right(images), feature)
+        return emb
+
+    embedded: dict[int, np.ndarray] = {}
+    pending: dict[tuple, list] = {}
+
+    def flush(shape):
+        rows = pending.pop(shape)
+        emb = predict(tf.stack([image for _, image in rows])).numpy()
+        embedded.update(zip((i for i, _ in rows), emb))
+
+    for index, image in ds:
+        pending.setdefault(tuple(image.shape), []).append((int(index), image))
+        if len(pending[tuple(image.shape)]) == batch_size:
+            flush(tuple(image.shape))
+    for shape in list(pending):
+        flush(shape)
+    out = np.stack([embedded[i] for i in range(len(image_paths))]).astype(np.float32)
+    return l2_normalize(out)
+
+
 def embed_token_ids(text_encoder: keras.Model, tokens: np.ndarray, shift_sum: bool = True,
                     batch_size: int = 512, feature: str = "embedding") -> np.ndarray:
     """[N, D] L2-normalised caption embeddings, summed over all Position-Shift offsets if asked."""
@@ -60,9 +100,13 @@ def embed_token_ids(text_encoder: keras.Model, tokens: np.ndarray, shift_sum: bo
 
 def config_image_embeddings(config: Config, dual: DualPath, image_paths,
                             batch_size: int | None = None) -> np.ndarray:
-    """`embed_images` with a run's test-time settings (size, flip-sum, feature, batch)."""
+    """Image embeddings with a run's test-time settings (geometry, flip-sum, feature, batch)."""
+    batch_size = batch_size or config.eval_batch_size
+    if config.test_geometry == "keep_aspect":
+        return embed_images_keep_aspect(dual, image_paths, config.short_side,
+                                        config.test_flip_sum, batch_size, config.test_feature)
     return embed_images(dual.image_encoder(), image_paths, config.image_size, config.test_flip_sum,
-                        batch_size or config.eval_batch_size, feature=config.test_feature)
+                        batch_size, feature=config.test_feature)
 
 
 def config_token_embeddings(config: Config, dual: DualPath, tokens: np.ndarray) -> np.ndarray:
@@ -87,6 +131,9 @@ def evaluate_split(config: Config, dual: DualPath, vocab: text.Vocabulary, recor
                                          image_labels, text_labels)
     result["split"] = split
     result["test_feature"] = config.test_feature
+    result["test_geometry"] = config.test_geometry + (
+        f" (short side {config.short_side})" if config.test_geometry == "keep_aspect" else
+        f" ({config.image_size}x{config.image_size})")
     # Captions whose words are all unknown embed as padding alone: worth knowing when reading R@K.
     result["captions_without_known_words"] = int(((tokens != text.PAD_ID).sum(axis=1) == 0).sum())
     return result

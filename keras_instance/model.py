@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from keras_instance import backbones, text_branch
@@ -18,41 +19,57 @@ from keras_instance.config import Config
 BRANCH_OUTPUTS = ("embedding", "relu", "feature")
 
 
-def _head(x, hidden_units, embed_dim, dropout, prefix, sync_bn=False):
+def _head(x, hidden_units, embed_dim, dropout, prefix, sync_bn=False,
+          initializer="lecun_uniform"):
     """fc → BN → ReLU (hidden) … fc → BN = embedding → ReLU → dropout = classifier feature."""
     for i, units in enumerate(hidden_units):
-        x = layers.Dense(units, use_bias=False, name=f"{prefix}_fc{i + 1}")(x)
+        x = layers.Dense(units, use_bias=False, kernel_initializer=initializer,
+                         name=f"{prefix}_fc{i + 1}")(x)
         x = layers.BatchNormalization(synchronized=sync_bn, name=f"{prefix}_fc{i + 1}_bn")(x)
         x = layers.ReLU(name=f"{prefix}_fc{i + 1}_relu")(x)
     n = len(hidden_units) + 1
     embedding = layers.BatchNormalization(synchronized=sync_bn, name=f"{prefix}_embedding")(
-        layers.Dense(embed_dim, use_bias=False, name=f"{prefix}_fc{n}")(x))
+        layers.Dense(embed_dim, use_bias=False, kernel_initializer=initializer,
+                     name=f"{prefix}_fc{n}")(x))
     relu = layers.ReLU(name=f"{prefix}_relu")(embedding)
     feature = layers.Dropout(dropout, name=f"{prefix}_dropout")(relu)
     return {"embedding": embedding, "relu": relu, "feature": feature}
 
 
 def build_image_head(feature_dim: int, hidden_units, embed_dim: int, dropout: float,
-                     sync_bn: bool = False) -> keras.Model:
+                     sync_bn: bool = False, initializer="lecun_uniform") -> keras.Model:
+    """Backbone features [B, D] → {"embedding", "relu", "feature"}: [B, embed_dim] each."""
     features = keras.Input(shape=(feature_dim,), name="backbone_features")
     return keras.Model(features, _head(features, hidden_units, embed_dim, dropout, "image",
-                                       sync_bn), name="image_head")
+                                       sync_bn, initializer), name="image_head")
 
 
 def build_text_encoder(vocab_size: int, max_length: int, word_dim: int, widths, blocks,
-                       pooling: str, embed_dim: int, dropout: float,
-                       sync_bn: bool = False) -> keras.Model:
+                       pooling: str, embed_dim: int, dropout: float, sync_bn: bool = False,
+                       layout: str = "authors", initializer="lecun_uniform") -> keras.Model:
     tokens = keras.Input(shape=(max_length,), dtype="int32", name="tokens")
-    pooled = text_branch.text_cnn(tokens, vocab_size, word_dim, widths, blocks, pooling, sync_bn)
-    return keras.Model(tokens, _head(pooled, (), embed_dim, dropout, "text", sync_bn),
-                       name="text_encoder")
+    pooled = text_branch.text_cnn(tokens, vocab_size, word_dim, widths, blocks, pooling, sync_bn,
+                                  layout, initializer)
+    return keras.Model(tokens, _head(pooled, (), embed_dim, dropout, "text", sync_bn,
+                                     initializer), name="text_encoder")
 
 
-def shared_classifier(num_classes: int) -> layers.Dense:
-    """W without bias; He-normal × 0.1 (METHOD.md): variance 2/fan_in × 0.01."""
-    init = keras.initializers.VarianceScaling(scale=0.02, mode="fan_in",
-                                              distribution="untruncated_normal")
-    return layers.Dense(num_classes, use_bias=False, kernel_initializer=init,
+def shared_classifier(num_classes: int, init: str = "authors", bias: bool = True) -> layers.Dense:
+    """ONE W (and bias) for both branches, initialised × 0.1 as in the authors' initParams.
+
+    "authors": their MatConvNet Conv init, U(±sqrt(3/fan_in)) (its constructor resets `init`,
+    so the 'msra' branch never runs), × 0.1: variance 0.01/fan_in. "he": He-normal × 0.1,
+    variance 0.02/fan_in (this project's first choice).
+    """
+    if init == "authors":
+        kernel = keras.initializers.VarianceScaling(scale=0.01, mode="fan_in",
+                                                    distribution="uniform")
+    elif init == "he":
+        kernel = keras.initializers.VarianceScaling(scale=0.02, mode="fan_in",
+                                                    distribution="untruncated_normal")
+    else:
+        raise ValueError(f"classifier init must be 'authors' or 'he', got {init!r}")
+    return layers.Dense(num_classes, use_bias=bias, kernel_initializer=kernel,
                         dtype="float32", name="shared_classifier")
 
 
@@ -63,14 +80,25 @@ class DualPath:
     text_encoder: keras.Model
     classifier: layers.Dense
     image_size: int
+    backbone_name: str = "resnet50"
 
     @property
     def feature_dim(self) -> int:
         return int(self.backbone.output.shape[-1])
 
     def image_encoder(self) -> keras.Model:
+        """pixels [B, S, S, 3] → the head's outputs (the squash test geometry, and training)."""
         pixels = keras.Input(shape=(self.image_size, self.image_size, 3), name="pixels")
         return keras.Model(pixels, self.image_head(self.backbone(pixels)), name="image_encoder")
+
+    def window_embedding(self, pixels: tf.Tensor, feature: str = "embedding") -> tf.Tensor:
+        """pixels [B, H, W, 3] → the head's `feature` summed over every S × S window [B, E].
+
+        The keep_aspect test geometry (METHOD.md): the authors feed the whole image (short side
+        256) and sum the fc + BN output over all positions of the map.
+        """
+        return window_embedding(self.backbone, self.image_head, self.backbone_name,
+                                self.image_size, pixels, feature)
 
     def training_model(self, from_features: bool = False) -> keras.Model:
         """Inputs {"image" | "image_features", "tokens"} → logits and post-ReLU features.
@@ -99,18 +127,30 @@ class DualPath:
         return self.training_model(from_features=False)
 
 
+def window_embedding(backbone: keras.Model, image_head: keras.Model, backbone_name: str,
+                     image_size: int, pixels: tf.Tensor, feature: str = "embedding") -> tf.Tensor:
+    """`DualPath.window_embedding` from its parts (the served image encoder tracks the parts)."""
+    windows = backbones.window_features(backbone, backbone_name, pixels, image_size)
+    count = tf.shape(windows)[1]
+    out = image_head(tf.reshape(windows, [-1, windows.shape[-1]]), training=False)
+    out = tf.cast(out[feature], tf.float32)
+    return tf.reduce_sum(tf.reshape(out, [-1, count, out.shape[-1]]), axis=1)
+
+
 def build_dual_path(config: Config, num_classes: int, vocab_size: int,
                     backbone_weights="config") -> DualPath:
     """All parts of the model for `config`; `backbone_weights` overrides config's (e.g. None)."""
     weights = config.backbone_weights if backbone_weights == "config" else backbone_weights
     backbone = backbones.build_backbone(config.backbone, weights,
                                         (config.image_size, config.image_size, 3),
-                                        config.sync_batchnorm)
+                                        config.sync_batchnorm, config.vgg_fc7)
     feature_dim = int(backbone.output.shape[-1])
     image_head = build_image_head(feature_dim, config.image_head_units, config.embed_dim,
-                                  config.dropout, config.sync_batchnorm)
+                                  config.dropout, config.sync_batchnorm, config.kernel_initializer)
     text_encoder = build_text_encoder(vocab_size, config.max_length, config.word_dim,
                                       config.text_widths, config.text_blocks, config.text_pooling,
-                                      config.embed_dim, config.dropout, config.sync_batchnorm)
-    return DualPath(backbone, image_head, text_encoder, shared_classifier(num_classes),
-                    config.image_size)
+                                      config.embed_dim, config.dropout, config.sync_batchnorm,
+                                      config.text_layout, config.kernel_initializer)
+    classifier = shared_classifier(num_classes, config.classifier_init, config.classifier_bias)
+    return DualPath(backbone, image_head, text_encoder, classifier, config.image_size,
+                    config.backbone)

@@ -12,7 +12,9 @@ Layout written under an export folder (what `tensorflow_model_server --model_con
                                            and token_ids: sentences → token_ids: int32[None, L]
 
 Everything between the raw input and the embedding runs inside the graph, with the same code the
-evaluation uses: `pipeline.decode_image` + whole-image resize (as `pipeline.load_eval_image`),
+evaluation uses: `pipeline.decode_image`, then the run's test geometry (keep_aspect:
+`pipeline.resize_short_side` + `model.window_embedding`, one image at a time so a request may mix
+aspect ratios; squash: the whole-image resize of `pipeline.load_eval_image`),
 the flip-sum when `config.test_flip_sum`, `text.token_ids` (the training tokeniser and the
 vocabulary's StaticHashTable) and the Position-Shift sum when `config.test_shift_sum`. So served
 embeddings equal `evaluation.embed_images` / `embed_token_ids` on the same inputs. The graphs use
@@ -35,7 +37,7 @@ import tensorflow as tf
 from keras_instance import text
 from keras_instance.config import Config
 from keras_instance.data import pipeline
-from keras_instance.model import DualPath
+from keras_instance.model import DualPath, window_embedding
 
 IMAGE_MODEL = "image_encoder"
 TEXT_MODEL = "text_encoder"
@@ -234,27 +236,52 @@ class ImageEncoderModule(tf.Module):
     truncated, more than `max_pixels`), then decoded exactly as evaluation decodes it
     (`pipeline.decode_image`: RGB, grayscale/CMYK converted, alpha dropped, a GIF's first frame).
     Any bad image fails the whole request with InvalidArgumentError; the server goes on.
+
+    Geometry as in evaluation: "keep_aspect" embeds each image at its own size (short side
+    `short_side`; a request may mix aspect ratios) with `model.window_embedding`; "squash"
+    resizes all to image_size² and encodes them as one batch.
     """
 
-    def __init__(self, image_encoder: keras.Model, image_size: int, flip_sum: bool,
-                 max_pixels: int = MAX_IMAGE_PIXELS, feature: str = "embedding"):
+    def __init__(self, dual: DualPath, flip_sum: bool, max_pixels: int = MAX_IMAGE_PIXELS,
+                 feature: str = "embedding", geometry: str = "squash", short_side: int = 256):
         super().__init__(name=IMAGE_MODEL)
-        self.encoder = image_encoder
-        self.image_size = int(image_size)
+        self.encoder = dual.image_encoder()
+        self.backbone, self.image_head = dual.backbone, dual.image_head  # tracked: saved
+        self.backbone_name = dual.backbone_name
+        self.image_size = int(dual.image_size)
         self.flip_sum = bool(flip_sum)
         self.max_pixels = int(max_pixels)
         self.feature = feature  # the branch output served as "embedding" (config.test_feature)
-        self.embed_dim = int(image_encoder.output[feature].shape[-1])
+        self.geometry = geometry
+        self.short_side = int(short_side)
+        self.embed_dim = int(self.encoder.output[feature].shape[-1])
 
-    def _load(self, item) -> tf.Tensor:
-        data, index = item
-        image = pipeline.decode_image(checked_image_bytes(data, index, self.max_pixels))
-        return tf.image.resize(image, [self.image_size, self.image_size])
+    def _decode(self, data, index) -> tf.Tensor:
+        return pipeline.decode_image(checked_image_bytes(data, index, self.max_pixels))
+
+    def _squashed(self, item) -> tf.Tensor:
+        return tf.image.resize(self._decode(*item), [self.image_size, self.image_size])
+
+    def _windows(self, pixels: tf.Tensor) -> tf.Tensor:
+        return window_embedding(self.backbone, self.image_head, self.backbone_name,
+                                self.image_size, pixels, self.feature)
+
+    def _embed_whole(self, item) -> tf.Tensor:
+        pixels = pipeline.resize_short_side(self._decode(*item), self.short_side)[tf.newaxis]
+        embedding = self._windows(pixels)
+        if self.flip_sum:
+            embedding = embedding + self._windows(tf.image.flip_left_right(pixels))
+        return embedding[0]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve(self, images):
+        items = (images, tf.range(tf.shape(images)[0]))
+        if self.geometry == "keep_aspect":
+            embedding = tf.map_fn(self._embed_whole, items,
+                                  fn_output_signature=tf.TensorSpec([self.embed_dim], tf.float32))
+            return {"embedding": _l2_normalize(embedding)}
         size = self.image_size
-        pixels = tf.map_fn(self._load, (images, tf.range(tf.shape(images)[0])),
+        pixels = tf.map_fn(self._squashed, items,
                            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
         embedding = self.encoder(pixels, training=False)[self.feature]
         if self.flip_sum:
@@ -316,8 +343,8 @@ class TextEncoderModule(tf.Module):
 
 
 def image_module(config: Config, dual: DualPath) -> ImageEncoderModule:
-    return ImageEncoderModule(dual.image_encoder(), config.image_size, config.test_flip_sum,
-                              feature=config.test_feature)
+    return ImageEncoderModule(dual, config.test_flip_sum, feature=config.test_feature,
+                              geometry=config.test_geometry, short_side=config.short_side)
 
 
 def text_module(config: Config, dual: DualPath, vocab: text.Vocabulary) -> TextEncoderModule:

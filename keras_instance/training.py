@@ -1,16 +1,9 @@
 """Two-stage training (METHOD.md, "Optimisation"), resumable, under any tf.distribute strategy.
 
-Workdir layout (see WORKSPACE.md):
-  config.json, vocab.txt, meta.json         what evaluation and export rebuild the model from
-  stage1/, stage2/                          one folder per stage:
-    backup/                                 per-epoch state; a rerun resumes from it
-    logs/                                   TensorBoard
-    log.csv                                 the training curve
-    final.weights.h5                        the finished stage (Stage II starts from Stage I's)
+What a run folder holds, and the rules that keep it loadable, are `run_folder`'s.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -18,7 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_instance import distribute, feature_cache, pseudo_labels, text, word2vec
+from keras_instance import (distribute, feature_cache, pseudo_labels, run_folder, text,
+                            word2vec)
 from keras_instance.config import Config
 from keras_instance.data import readers
 from keras_instance.data.pipeline import TrainingSet, train_dataset
@@ -27,47 +21,77 @@ from keras_instance.model import DualPath, build_dual_path
 from keras_instance.trainer import InstanceTrainer
 
 
-def stage_dir(workdir: str, stage: int) -> str:
-    return os.path.join(workdir, f"stage{stage}")
+stage_dir = run_folder.stage_dir
+final_weights_path = run_folder.final_weights_path
+latest_weights = run_folder.latest_weights
 
 
-def final_weights_path(workdir: str, stage: int) -> str:
-    return os.path.join(stage_dir(workdir, stage), "final.weights.h5")
+def prepare_vocabulary(config: Config, train_records, log=print) -> tuple[text.Vocabulary, np.ndarray]:
+    """The workdir's vocabulary and its word2vec rows: built once, then always reloaded.
 
-
-def latest_weights(workdir: str, stage: int | None = None) -> tuple[int, str]:
-    """(stage, path) of the most advanced finished stage in `workdir`, or of `stage` if given."""
-    for candidate in ((stage,) if stage else (2, 1)):
-        path = final_weights_path(workdir, candidate)
-        if os.path.exists(path):
-            return candidate, path
-    wanted = f"stage {stage}" if stage else "training stage"
-    raise FileNotFoundError(f"no finished {wanted} in {workdir!r} (looked for "
-                            f"{final_weights_path(workdir, stage or 1)}); run keras_instance.train "
-                            "first")
-
-
-def prepare_vocabulary(config: Config, train_records, log=print) -> tuple[text.Vocabulary, np.ndarray | None]:
-    """The workdir's vocabulary (built once, then reused) and, when new, word2vec init weights."""
-    path = text.vocab_path(config.workdir)
-    if os.path.exists(path):
-        return text.Vocabulary.load(path), None
+    Both are kept in the run folder (vectors written before the vocabulary, so a vocabulary on
+    disk always has them), so a Stage I rerun after a kill before its first backup, or after
+    --overwrite, starts from the same word layer as the first attempt.
+    """
+    vocab_file = run_folder.path(config.workdir, run_folder.VOCAB)
+    vectors_file = run_folder.path(config.workdir, run_folder.WORD_VECTORS)
+    if os.path.exists(vocab_file):
+        vocab = text.Vocabulary.load(vocab_file)
+        if os.path.exists(vectors_file):
+            matrix = np.load(vectors_file)
+            if matrix.shape != (len(vocab), config.word_dim):
+                raise ValueError(f"{vectors_file} holds {matrix.shape} word vectors but "
+                                 f"{vocab_file} has {len(vocab)} entries of --word_dim="
+                                 f"{config.word_dim}: the run folder is damaged; use a new "
+                                 "--workdir")
+            log(f"vocabulary: {len(vocab)} entries and their word vectors from {config.workdir}")
+            return vocab, matrix
+        # A run folder from before the vectors were kept: the same seed rebuilds the same ones.
+        matrix, _ = _word_vectors(config, text.tokenize_py(
+            [c for r in train_records for c in r.captions]), vocab)
+        _save_array(vectors_file, matrix)
+        log(f"vocabulary: {len(vocab)} entries from {vocab_file}; word vectors rebuilt → "
+            f"{vectors_file}")
+        return vocab, matrix
     tokenized = text.tokenize_py([c for r in train_records for c in r.captions])
-    if config.word2vec:
-        vectors = word2vec.load_word2vec(config.word2vec)
-        allowed = set(vectors.key_to_index) if config.unknown_words == "drop" else None
-    else:
-        vectors = word2vec.train_word2vec(tokenized, config.word_dim, config.seed,
-                                          min_count=config.min_word_count)
-        allowed = None
-    vocab = text.Vocabulary.build(tokenized, config.min_word_count,
-                                  use_unk=config.unknown_words == "unk", allowed=allowed)
-    matrix, missing = word2vec.embedding_matrix(vocab, vectors, config.word_dim, config.seed)
+    vocab, matrix, missing = _build_vocabulary(config, tokenized)
     log(f"vocabulary: {len(vocab)} entries ({missing} without word2vec vectors, initialised "
         "from the vectors' mean/std)")
     os.makedirs(config.workdir, exist_ok=True)
-    vocab.save(path)
+    _save_array(vectors_file, matrix)
+    tmp = f"{vocab_file}.tmp-{os.getpid()}"
+    vocab.save(tmp)
+    os.replace(tmp, vocab_file)
     return vocab, matrix
+
+
+def _word_vector_source(config: Config, tokenized):
+    if config.word2vec:
+        vectors = word2vec.load_word2vec(config.word2vec)
+        allowed = set(vectors.key_to_index) if config.unknown_words == "drop" else None
+        return vectors, allowed
+    return word2vec.train_word2vec(tokenized, config.word_dim, config.seed,
+                                   min_count=config.min_word_count), None
+
+
+def _build_vocabulary(config: Config, tokenized):
+    vectors, allowed = _word_vector_source(config, tokenized)
+    vocab = text.Vocabulary.build(tokenized, config.min_word_count,
+                                  use_unk=config.unknown_words == "unk", allowed=allowed)
+    matrix, missing = word2vec.embedding_matrix(vocab, vectors, config.word_dim, config.seed)
+    return vocab, matrix, missing
+
+
+def _word_vectors(config: Config, tokenized, vocab: text.Vocabulary):
+    vectors, _ = _word_vector_source(config, tokenized)
+    return word2vec.embedding_matrix(vocab, vectors, config.word_dim, config.seed)
+
+
+def _save_array(target: str, array: np.ndarray) -> None:
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    tmp = f"{target}.tmp-{os.getpid()}.npy"
+    np.save(tmp, array)
+    os.replace(tmp, target)
 
 
 def load_records(config: Config):
@@ -76,8 +100,7 @@ def load_records(config: Config):
 
 def build_for_workdir(config: Config, backbone_weights="config") -> DualPath:
     """The model as `meta.json` sized it (evaluation/export: weights come from the checkpoint)."""
-    with open(os.path.join(config.workdir, "meta.json")) as f:
-        meta = json.load(f)
+    meta = run_folder.read_json(run_folder.path(config.workdir, run_folder.META))
     return build_dual_path(config, meta["num_classes"], meta["vocab_size"], backbone_weights)
 
 
@@ -94,14 +117,13 @@ def make_optimizer(config: Config, stage: int, steps_per_epoch: int) -> keras.op
     raise ValueError(f"unknown optimizer {config.optimizer!r} (supported: sgd)")
 
 
-def _prepare_data(config: Config, log, stage: int = 1
-                  ) -> tuple[TrainingSet, text.Vocabulary, np.ndarray | None]:
-    """Read + validate the dataset, fix the vocabulary, write config.json and meta.json.
+def _prepare_data(config: Config, train_records, log, stage: int = 1
+                  ) -> tuple[TrainingSet, text.Vocabulary, np.ndarray]:
+    """Fix the vocabulary and word vectors, build the training arrays, write meta.json once.
 
     With `labels="kmeans"` the classes are k-means clusters, computed in Stage I and stored in
     the workdir (`pseudo_labels`), which Stage II reuses.
     """
-    train_records = split_records(load_records(config), "train")
     vocab, word_matrix = prepare_vocabulary(config, train_records, log)
     if config.labels == "kmeans":
         clusters = pseudo_labels.prepare_kmeans_labels(
@@ -111,19 +133,13 @@ def _prepare_data(config: Config, log, stage: int = 1
                                         num_classes=config.num_clusters)
     else:
         data = TrainingSet.from_records(train_records, vocab, config.max_length)
-    meta_path = os.path.join(config.workdir, "meta.json")
-    if stage == 2 and os.path.exists(meta_path):
-        with open(meta_path) as f:
-            before = json.load(f).get("num_classes")
-        if before is not None and before != data.num_classes:
-            raise ValueError(f"Stage I was trained with {before} classes but this run has "
-                             f"{data.num_classes} (--labels={config.labels}): Stage II must use "
-                             "Stage I's --labels/--num_clusters")
-    config.save()
-    with open(os.path.join(config.workdir, "meta.json"), "w") as f:
-        json.dump({"num_classes": data.num_classes, "vocab_size": len(vocab),
-                   "num_train_images": len(data.image_classes),
-                   "num_train_captions": len(data.caption_classes)}, f, indent=2)
+    meta_path = run_folder.path(config.workdir, run_folder.META)
+    if not os.path.exists(meta_path):
+        run_folder.write_json(meta_path, {
+            "num_classes": data.num_classes, "vocab_size": len(vocab),
+            "num_train_images": len(data.image_classes),
+            "num_train_captions": len(data.caption_classes),
+            "data_fingerprint": run_folder.data_fingerprint(train_records)})
     return data, vocab, word_matrix
 
 
@@ -143,7 +159,8 @@ def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: in
     trainer = InstanceTrainer(
         dual, from_features=use_cache, loss_weights=config.loss_weights_for(stage),
         margin=config.margin, negatives=config.negatives,
-        lr_multipliers=config.lr_multipliers, weight_decay=config.weight_decay)
+        lr_multipliers=config.lr_multipliers, weight_decay=config.weight_decay,
+        weight_decay_on=config.weight_decay_on)
     steps = len(data.image_classes) // config.batch_size
     trainer.compile(optimizer=make_optimizer(config, stage, steps),
                     jit_compile=config.jit_compile,
@@ -184,7 +201,9 @@ def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, use_
     return train_dataset(data, config.batch_size, config.seed + stage,
                          image_size=config.image_size, features=features,
                          flip=config.random_flip, crop_scale=config.crop_scale,
-                         shift=config.position_shift, pool_size=pool, shards=config.shards)
+                         shift=config.position_shift, pool_size=pool,
+                         random_negatives=config.negatives == "random" and ranking,
+                         shards=config.shards)
 
 
 def _callbacks(folder: str, extra) -> list:
@@ -196,30 +215,67 @@ def _callbacks(folder: str, extra) -> list:
     ]
 
 
+def _check_half_batch(config: Config, stage: int, replicas: int) -> None:
+    """The authors' ranking layout pairs rows 2j, 2j+1 on each replica: an even local batch."""
+    ranking = config.loss_weights_for(stage)[0] != 0
+    if ranking and config.negatives != "hardest_in_batch" and config.batch_size % (2 * replicas):
+        raise ValueError(f"--negatives={config.negatives} pairs each anchor with the next "
+                         f"example, so --batch_size ({config.batch_size}) must split into even "
+                         f"halves on each of the {replicas} replica(s): use a multiple of "
+                         f"{2 * replicas}")
+
+
 def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = None,
-          verbose: int | str = "auto", log=print, callbacks=()) -> dict:
-    """Train one stage into `config.workdir`; returns a summary. Rerunning resumes or skips."""
+          verbose: int | str = "auto", log=print, callbacks=(), overwrite: bool = False) -> dict:
+    """Train one stage into `config.workdir`; returns a summary.
+
+    A rerun resumes an interrupted stage ("resuming stage N at epoch E of M") and leaves a
+    finished one as it is; settings that contradict the run folder are refused before anything
+    is written; `overwrite` trains the stage again (the old one is set aside until the new one
+    finishes; retraining Stage I also sets aside the Stage II trained from it).
+    """
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {stage}")
     config.validate()
+    run_folder.check_workdir(config.workdir)
     strategy = strategy or tf.distribute.get_strategy()
     config = distribute.for_this_worker(config, strategy)  # only the chief writes the workdir
+    epochs = sum(e for _, e in config.schedule_for(stage))
+    _check_half_batch(config, stage, strategy.num_replicas_in_sync)
+    run_folder.check_run(config.workdir, config)
+    train_records = split_records(load_records(config), "train")
+    if len(train_records) < config.batch_size:
+        raise ValueError(f"batch size {config.batch_size} is larger than the "
+                         f"{len(train_records)} training images of {config.data_dir}: pass a "
+                         "smaller --batch_size")
+    run_folder.check_data(config.workdir, run_folder.data_fingerprint(train_records),
+                          len(train_records))
     final_path = final_weights_path(config.workdir, stage)
-    if os.path.exists(final_path):
-        log(f"stage {stage} already finished: {final_path} (delete it to train again)")
+    if stage == 2 and not os.path.exists(final_weights_path(config.workdir, 1)):
+        raise FileNotFoundError(f"Stage II starts from Stage I, but "
+                                f"{final_weights_path(config.workdir, 1)} does not exist: run "
+                                "--stage=1 first")
+    state = run_folder.stage_state(config.workdir, config, stage, epochs)
+    if overwrite and state != "new":
+        run_folder.set_aside(config.workdir, stage, log)
+        state = "new"
+    if state == "finished":
+        log(f"stage {stage} already finished ({epochs} epochs): {final_path}; nothing trained "
+            "(--overwrite trains it again)")
         return {"stage": stage, "skipped": True, "weights": final_path}
-    stage1 = final_weights_path(config.workdir, 1)
-    if stage == 2 and not os.path.exists(stage1):
-        raise FileNotFoundError(f"Stage II starts from Stage I, but {stage1} does not exist: "
-                                "run --stage=1 first")
+    if state == "resume":
+        log(f"resuming stage {stage} at epoch {run_folder.epochs_done(config.workdir, stage) + 1}"
+            f" of {epochs}")
     keras.utils.set_random_seed(config.seed + stage)  # weight init, dropout: reproducible runs
-    data, vocab, word_matrix = _prepare_data(config, log, stage)
+    data, vocab, word_matrix = _prepare_data(config, train_records, log, stage)
+    if not os.path.exists(run_folder.path(config.workdir, run_folder.CONFIG)):
+        config.save_to(run_folder.path(config.workdir, run_folder.CONFIG))  # the run's identity
+    config.save_to(run_folder.stage_config_path(config.workdir, stage))
     frozen = config.backbone_frozen(stage)
     use_cache = frozen and bool(config.feature_cache)
     with strategy.scope(), _DtypePolicy(precision_policy(config.mixed_precision)):
         dual, trainer = _build_trainer(config, stage, data, len(vocab), word_matrix, use_cache)
     ds = _dataset(config, stage, data, dual, use_cache)
-    epochs = sum(e for _, e in config.schedule_for(stage))
     folder = stage_dir(config.workdir, stage)
     log(f"stage {stage}: {len(data.image_classes)} images, {data.num_classes} classes, "
         f"{epochs} epochs × {len(data.image_classes) // config.batch_size} steps, "
@@ -231,10 +287,13 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
     history = trainer.fit(ds, epochs=epochs, callbacks=_callbacks(folder, callbacks),
                           verbose=verbose, shuffle=False)
     seconds = time.time() - start
-    dual.full_model().save_weights(final_path)
+    tmp = f"{final_path}.tmp-{os.getpid()}.weights.h5"
+    dual.full_model().save_weights(tmp)
+    os.replace(tmp, final_path)
     summary = {"stage": stage, "epochs": epochs, "seconds": round(seconds, 1), "weights": final_path,
                "final": {k: float(v[-1]) for k, v in history.history.items() if v}}
-    with open(os.path.join(folder, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    run_folder.write_json(os.path.join(folder, "summary.json"), summary)
+    config.save_to(run_folder.path(config.workdir, run_folder.CONFIG))
+    run_folder.drop_replaced(config.workdir, stage)
     log(f"stage {stage} finished in {seconds:.0f} s → {final_path}")
     return summary

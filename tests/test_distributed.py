@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(r"""
     from keras_instance.trainer import InstanceTrainer
 
     negatives = sys.argv[1]
-    config = Config(backbone="tiny_cnn", backbone_weights=None, image_size=16,
+    config = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=16,
                     image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
                     embed_dim=16, word_dim=8, max_length=8, dropout=0.0, sync_batchnorm=True)
     num_classes, vocab, batch = 6, 12, 8
@@ -110,7 +110,7 @@ DECAY_SCRIPT = textwrap.dedent(r"""
     from keras_instance.model import build_dual_path
     from keras_instance.trainer import InstanceTrainer
 
-    config = Config(backbone="tiny_cnn", backbone_weights=None, image_size=16,
+    config = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=16,
                     image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
                     embed_dim=16, word_dim=8, max_length=8, dropout=0.0)
     rng = np.random.default_rng(0)

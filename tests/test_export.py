@@ -33,7 +33,7 @@ ALLOWED_INTERNAL_OPS = {"StatefulPartitionedCall", "PartitionedCall", "NoOp", "P
 
 
 def tiny_config(data_dir, workdir, **overrides):
-    base = dict(dataset="demo", data_dir=data_dir, workdir=workdir, backbone="tiny_cnn",
+    base = dict(dataset="demo", data_dir=data_dir, workdir=workdir, backbone="tiny_cnn", test_geometry="squash",
                 backbone_weights=None, image_size=32, image_head_units=(16,), word_dim=8,
                 text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1), embed_dim=16, dropout=0.1,
                 batch_size=16, negatives="hardest_in_batch", random_flip=False,
@@ -136,7 +136,7 @@ def test_served_embeddings_equal_evaluation(trained, tmp_path):
 def test_test_feature_relu_serves_and_evaluates_the_post_relu_output(trained):
     """--test_feature=relu: the served modules and evaluation both use the branch's ReLU output."""
     import dataclasses
-    with pytest.raises(ValueError, match="test_feature must be 'embedding' or 'relu'"):
+    with pytest.raises(ValueError, match="test_feature must be one of 'embedding', 'relu'"):
         dataclasses.replace(trained["config"], test_feature="pooled").validate()
     config = dataclasses.replace(trained["config"], test_feature="relu")
     dual, vocab = trained["dual"], trained["vocab"]
@@ -292,3 +292,36 @@ def test_keras_file_loads_in_fresh_process(trained, tmp_path):
     assert set(got.files) == set(expected)
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], atol=1e-5)
+
+
+def test_keep_aspect_served_embeddings_equal_evaluation_on_mixed_aspect_ratios(tmp_path):
+    """METHOD.md's test geometry (short side kept, every window of the map summed) in the
+    served graph, for one request mixing 3:2, 2:3, square and very wide images."""
+    import dataclasses
+
+    import keras
+    from PIL import Image
+
+    from keras_instance.model import build_dual_path
+    config = Config(backbone="mobilenet_v2", backbone_weights=None, image_size=32,
+                    image_head_units=(16,), word_dim=8, text_widths=(8, 16, 16, 32),
+                    text_blocks=(1, 1, 1, 1), embed_dim=16, max_length=8,
+                    test_geometry="keep_aspect", test_flip_sum=True).validate()
+    keras.utils.set_random_seed(4)
+    dual = build_dual_path(config, 5, 20, backbone_weights=None)
+    rng = np.random.default_rng(2)
+    paths = []
+    for i, (h, w) in enumerate([(40, 70), (70, 40), (50, 50), (33, 100), (41, 69)]):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    evaluated = evaluation.config_image_embeddings(config, dual, paths, batch_size=2)
+    version = serving_export.export_image_encoder(serving_export.image_module(config, dual),
+                                                  str(tmp_path / "exports"), 1)
+    served = tf.saved_model.load(version).signatures["serving_default"](
+        images=tf.constant([open(p, "rb").read() for p in paths]))["embedding"].numpy()
+    np.testing.assert_allclose(served, evaluated, atol=1e-5)
+    # the geometry matters: squashing the 3:2 image to 32 × 32 embeds it differently
+    squashed = evaluation.config_image_embeddings(
+        dataclasses.replace(config, test_geometry="squash"), dual, paths[:1])
+    assert float(squashed[0] @ evaluated[0]) < 0.999

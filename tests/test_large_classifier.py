@@ -10,7 +10,7 @@ from keras_instance.trainer import InstanceTrainer
 
 def test_training_step_with_100k_classes():
     classes = 100_000
-    config = Config(backbone="tiny_cnn", backbone_weights=None, image_size=16,
+    config = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=16,
                     image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
                     embed_dim=32, word_dim=8, max_length=8, dropout=0.0)
     dual = build_dual_path(config, classes, vocab_size=20, backbone_weights=None)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_instance.losses import instance_loss, ranking_loss
+from keras_instance.losses import (half_batch_ranking_loss, hardest_of_pool, instance_loss,
+                                   interleave, ranking_loss)
 
 
 def np_softmax_ce(labels, logits):
@@ -81,7 +82,7 @@ def test_hardest_in_batch_matches_numpy(labels, margin):
     img = rng.normal(size=(6, 5)).astype(np.float32) * rng.uniform(0.5, 3, size=(6, 1))
     txt = (img + rng.normal(size=(6, 5)) * 0.8).astype(np.float32)
     got = ranking_loss(tf.constant(img), tf.constant(txt), tf.constant(labels),
-                       margin=margin, negatives="hardest_in_batch").numpy()
+                       margin=margin).numpy()
     assert got.shape == (6,)
     np.testing.assert_allclose(got, np_ranking_hardest_in_batch(img, txt, labels, margin),
                                rtol=1e-5, atol=1e-5)
@@ -107,12 +108,9 @@ def test_all_same_label_gives_zero_loss():
     rng = np.random.default_rng(3)
     img = rng.normal(size=(4, 3)).astype(np.float32)
     txt = rng.normal(size=(4, 3)).astype(np.float32)
-    for mode, extra in [("hardest_in_batch", {}),
-                        ("hardest_of_pool", {"pool_features": tf.constant(txt),
-                                             "pool_labels": tf.constant([7, 7, 7, 7])})]:
-        got = ranking_loss(tf.constant(img), tf.constant(txt), tf.constant([7, 7, 7, 7]),
-                           margin=1.0, negatives=mode, **extra).numpy()
-        np.testing.assert_array_equal(got, np.zeros(4, np.float32))
+    got = ranking_loss(tf.constant(img), tf.constant(txt), tf.constant([7, 7, 7, 7]),
+                       margin=1.0).numpy()
+    np.testing.assert_array_equal(got, np.zeros(4, np.float32))
 
 
 def test_ranking_loss_gradient_is_finite():
@@ -124,72 +122,53 @@ def test_ranking_loss_gradient_is_finite():
     assert np.all(np.isfinite(g)) and np.any(g != 0)
 
 
-# ----------------------------------------------------------------------------- hardest_of_pool
+# ----------------------------------------------------------------------------- the authors' RankLoss
 
-def test_hardest_of_pool_caption_side_matches_numpy():
-    """With a batch of all-distinct labels whose other images are all equally similar to each
-    caption, the random image negative is fixed, so the whole loss is known exactly."""
-    rng = np.random.default_rng(5)
-    b, d = 4, 8
-    # Images: orthonormal basis vectors e0..e3; captions: a·e_i + c·u, where u is orthogonal to
-    # all images, so every caption has the same similarity to each OTHER image (zero).
-    img = np.eye(b, d, dtype=np.float32) * rng.uniform(1, 3, size=(b, 1)).astype(np.float32)
-    u = np.zeros(d, np.float32)
-    u[b:] = rng.normal(size=d - b)
-    txt = (np.eye(b, d) * np.array([[2.0], [1.0], [0.5], [3.0]]) + u).astype(np.float32)
-    labels = np.array([10, 11, 12, 13])
-    pool = rng.normal(size=(9, d)).astype(np.float32)
-    pool_labels = np.array([10, 11, 12, 13, 10, 10, 20, 21, 11])
-    pool[0] = img[0] * 5  # a same-label pool caption identical in direction: must be ignored
-
-    got = ranking_loss(tf.constant(img), tf.constant(txt), tf.constant(labels), margin=1.0,
-                       negatives="hardest_of_pool", pool_features=tf.constant(pool),
-                       pool_labels=tf.constant(pool_labels), seed=1).numpy()
-    pos = np.sum(l2n(img) * l2n(txt), axis=1)
-    image_side = np.maximum(0.0, 1.0 - pos + 0.0)
-    expected = np_caption_side_of_pool(img, txt, labels, pool, pool_labels, 1.0) + image_side
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+def np_rank_loss(X, Y, margin):
+    """RankLoss.m forward, transcribed: columns 1..half are positives, half+1..end negatives."""
+    X, Y = l2n(X).T, l2n(Y).T                       # [d, batch], as their dataX / dataY
+    half = X.shape[1] // 2
+    Xp, Xn, Yp, Yn = X[:, :half], X[:, half:], Y[:, :half], Y[:, half:]
+    positive = np.diag(Xp.T @ Yp)
+    loss1 = np.maximum(0, margin - (positive - np.diag(Xp.T @ Yn)))
+    loss2 = np.maximum(0, margin - (positive - np.diag(Yp.T @ Xn)))
+    return loss1 + loss2
 
 
-def test_hardest_of_pool_image_side_is_a_valid_random_negative():
-    rng = np.random.default_rng(11)
-    b, d = 6, 5
+@pytest.mark.parametrize("margin", [1.0, 0.2])
+def test_half_batch_ranking_loss_is_the_authors_rankloss(margin):
+    rng = np.random.default_rng(int(margin * 10))
+    b, d = 8, 6
     img = rng.normal(size=(b, d)).astype(np.float32)
-    txt = rng.normal(size=(b, d)).astype(np.float32)
-    labels = np.array([0, 0, 1, 2, 2, 3])
-    # Every label has other-label pool captions, so the caption side is never masked.
-    pool = rng.normal(size=(8, d)).astype(np.float32)
-    pool_labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
-    margin = 3.0  # large margin: the hinge is never clipped, so the loss reveals the similarity
-    caption_side = np_caption_side_of_pool(img, txt, labels, pool, pool_labels, margin)
-    pos = np.sum(l2n(img) * l2n(txt), axis=1)
-    sim = l2n(txt) @ l2n(img).T                 # caption i vs image j
-    seen = [set() for _ in range(b)]
-    for seed in range(40):
-        got = ranking_loss(tf.constant(img), tf.constant(txt), tf.constant(labels),
-                           margin=margin, negatives="hardest_of_pool",
-                           pool_features=tf.constant(pool), pool_labels=tf.constant(pool_labels),
-                           seed=seed).numpy()
-        neg_image = got - caption_side - (margin - pos)
-        for i in range(b):
-            valid = [j for j in range(b) if labels[j] != labels[i]]
-            dist = np.abs(sim[i, valid] - neg_image[i])
-            assert dist.min() < 1e-4, (i, neg_image[i], sim[i, valid])
-            seen[i].add(valid[int(dist.argmin())])
-    # Random, not hardest: over 40 draws, several different negatives get picked.
-    assert all(len(s) >= 2 for s in seen), seen
+    txt = (img + rng.normal(size=(b, d)) * 0.7).astype(np.float32)
+    # theirs: anchors first, negatives second; ours interleaves anchor j with its negative
+    ours_img = interleave(tf.constant(img[:4]), tf.constant(img[4:]))
+    ours_txt = interleave(tf.constant(txt[:4]), tf.constant(txt[4:]))
+    labels = interleave(tf.range(4), tf.range(4, 8))
+    got = half_batch_ranking_loss(ours_img, ours_txt, labels, margin).numpy()
+    assert got.shape == (4,)
+    np.testing.assert_allclose(got, np_rank_loss(img, txt, margin), rtol=1e-5, atol=1e-6)
+    # the trainer sums the 4 anchors and divides by the batch of 8: half the weight a mean over
+    # every example (VSE++'s layout) would give
+    assert abs(got.sum() / 8 - got.mean() / 2) < 1e-6
 
 
-def test_hardest_of_pool_requires_pool():
-    x = tf.ones((2, 3))
-    with pytest.raises(ValueError, match="pool"):
-        ranking_loss(x, x, tf.constant([0, 1]), negatives="hardest_of_pool")
-    with pytest.raises(ValueError, match="pool"):
-        ranking_loss(x, x, tf.constant([0, 1]), negatives="hardest_of_pool",
-                     pool_features=x)
+def test_a_negative_image_of_the_anchors_class_adds_no_image_term():
+    img = tf.constant([[1.0, 0.0], [0.6, 0.8]])   # anchor image, negative image
+    txt = tf.constant([[1.0, 0.0], [0.8, 0.6]])   # anchor caption, negative caption
+    other = half_batch_ranking_loss(img, txt, tf.constant([0, 1]), 1.0).numpy()
+    same = half_batch_ranking_loss(img, txt, tf.constant([0, 0]), 1.0).numpy()
+    # positive 1; caption side 1 − 1 + 0.8; image side 1 − 1 + 0.6
+    np.testing.assert_allclose(other, [0.8 + 0.6], rtol=1e-6)
+    np.testing.assert_allclose(same, [0.8], rtol=1e-6)  # the caption side only
 
 
-def test_unknown_negative_mode():
-    x = tf.ones((2, 3))
-    with pytest.raises(ValueError, match="negatives"):
-        ranking_loss(x, x, tf.constant([0, 1]), negatives="semi_hard")
+def test_hardest_of_pool_picks_the_most_similar_caption_of_another_instance():
+    anchors = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    pool = tf.constant([[5.0, 0.0, 0.0],    # same class as anchor 0: never its negative
+                        [0.9, 0.1, 0.0],
+                        [0.0, 0.2, 1.0],
+                        [0.1, 0.9, 0.3]])
+    pick = hardest_of_pool(anchors, tf.constant([10, 11]), pool,
+                           tf.constant([10, 12, 13, 11])).numpy()
+    assert list(pick) == [1, 2]  # anchor 1's closest (row 3) is its own class

@@ -21,7 +21,7 @@ EMBED, CLASSES, VOCAB, LENGTH = 16, 5, 20, 8
 
 
 def tiny_config(**overrides):
-    fields = dict(backbone="tiny_cnn", backbone_weights=None, image_size=32,
+    fields = dict(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=32,
                   image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
                   embed_dim=EMBED, word_dim=8, max_length=LENGTH, dropout=0.5)
     fields.update(overrides)
@@ -48,7 +48,25 @@ def test_training_model_has_one_shared_classifier(dual, from_features):
     w = [v for v in model.variables if tuple(v.shape) == (EMBED, CLASSES)]
     assert len(w) == 1
     assert w[0] is dual.classifier.kernel
-    assert not dual.classifier.use_bias
+    # the authors' fc_img / fc_txt share 'fcsharef' AND 'fcshareb': one bias, also shared
+    b = [v for v in model.variables if tuple(v.shape) == (CLASSES,)]
+    assert len(b) == 1 and b[0] is dual.classifier.bias
+
+
+def test_classifier_init_is_the_authors_uniform_times_a_tenth():
+    keras.utils.set_random_seed(3)
+    from keras_instance.model import shared_classifier
+    layer = shared_classifier(4000, init="authors")
+    layer.build((None, 300))
+    w = layer.kernel.numpy()
+    bound = 0.1 * np.sqrt(3 / 300)            # MatConvNet: U(±sqrt(3/fan_in)), × 0.1
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound
+    np.testing.assert_allclose(w.var(), 0.01 / 300, rtol=0.02)
+    np.testing.assert_array_equal(layer.bias.numpy(), 0.0)
+    he = shared_classifier(4000, init="he", bias=False)
+    he.build((None, 300))
+    np.testing.assert_allclose(he.kernel.numpy().var(), 0.02 / 300, rtol=0.02)
+    assert not he.use_bias
 
 
 def test_changing_classifier_changes_both_branches(dual):
@@ -56,10 +74,11 @@ def test_changing_classifier_changes_both_branches(dual):
     x = random_inputs()
     out = model(x, training=False)
     w = dual.classifier.kernel.numpy()
-    # Logits are exactly feature · W for both branches (no bias, dropout off at inference).
-    np.testing.assert_allclose(out["image_logits"], out["image_relu"].numpy() @ w,
+    bias = dual.classifier.bias.numpy()
+    # Logits are exactly feature · W + b for both branches (dropout off at inference).
+    np.testing.assert_allclose(out["image_logits"], out["image_relu"].numpy() @ w + bias,
                                rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(out["text_logits"], out["text_relu"].numpy() @ w,
+    np.testing.assert_allclose(out["text_logits"], out["text_relu"].numpy() @ w + bias,
                                rtol=1e-4, atol=1e-5)
     try:
         dual.classifier.kernel.assign(w + 1.0)
@@ -104,6 +123,78 @@ def test_one_by_two_conv_is_causal(dual):
     assert np.abs(a[:, t + 1] - b[:, t + 1]).max() > 1e-6        # t+1 sees its left neighbour
 
 
+# Which word positions can change output position i after each stage of the authors' text CNN
+# (blocks 3, 4, 6, 1; 32 words), derived by hand from resnet52_new_hope_word2_pool.m: every block
+# has one 1×2 conv with one position of LEFT padding, so a stride-1 block adds position i−1; the
+# first block of stages 2 and 3 strides that 1×2 conv (pad [0 0 1 0], stride 2), so its output j
+# sees positions 2j−1 and 2j of its input, and its 1×1 projection sees 2j.
+#   stage 1 (32 long), 3 blocks:       i → [i−3, i]
+#   stage 2 (16 long), 1 + 3 blocks:   j → {2j−1, 2j} of stage 1 → [2j−4, 2j]; 3 more → [2j−10, 2j]
+#   stage 3 (8 long),  1 + 5 blocks:   k → {2k−1, 2k} of stage 2 → [4k−12, 4k]; 5 more → [4k−32, 4k]
+#   stage 4 (8 long),  1 block:        k → [k−1, k] of stage 3 → [4k−36, 4k]
+# all clipped to [0, 31]. (With the stride on the first 1×1 conv, "v1", stage 2's first block
+# saw {2j−2, 2j} of stage 1: [2j−5, 2j], then [2j−11, 2j]; odd positions never reached its
+# main path.)
+AUTHORS_RECEPTIVE_FIELDS = {
+    1: lambda i: range(max(i - 3, 0), i + 1),
+    2: lambda j: range(max(2 * j - 10, 0), 2 * j + 1),
+    3: lambda k: range(max(4 * k - 32, 0), 4 * k + 1),
+    4: lambda k: range(max(4 * k - 36, 0), 4 * k + 1),
+}
+
+
+def receptive_fields(layout, blocks=(3, 4, 6, 1), length=32):
+    """{stage: [set of input positions that change output position i, for each i]}."""
+    from keras_instance.text_branch import residual_stages
+    keras.utils.set_random_seed(5)
+    words = keras.Input(shape=(length, 6))
+    stages = residual_stages(words, (32, 32, 32, 32), blocks, layout=layout)  # wide: no dead path
+    model = keras.Model(words, stages)
+    x = tf.constant(np.random.default_rng(0).normal(size=(16, length, 6)), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        outputs = model(x, training=False)
+        picked = {(s, i): out[:, i] for s, out in enumerate(outputs, start=1)
+                  for i in range(out.shape[1])}
+    fields = {s: [] for s in range(1, len(outputs) + 1)}
+    for (s, i), y in picked.items():
+        grad = np.abs(tape.gradient(y, x).numpy()).sum(axis=(0, 2))
+        fields[s].append(set(np.flatnonzero(grad > 0).tolist()))
+    return fields
+
+
+def test_text_cnn_receptive_fields_match_the_authors_net():
+    fields = receptive_fields("authors")
+    assert [len(fields[s]) for s in (1, 2, 3, 4)] == [32, 16, 8, 8]
+    for stage, expected in AUTHORS_RECEPTIVE_FIELDS.items():
+        for i, got in enumerate(fields[stage]):
+            assert got == set(expected(i)), (stage, i, sorted(got))
+    assert max(fields[4][-1]) == 28  # the last three words never reach stage 4 (as theirs)
+    old = receptive_fields("v1")
+    assert old[2][5] == set(range(0, 11)) and fields[2][5] == set(range(0, 11))
+    assert old[2][8] == set(range(5, 17)) != fields[2][8] == set(range(6, 17))
+
+
+def test_old_text_layout_runs_still_build_as_trained(tmp_path):
+    """A config.json from before the authors' layout (no config_version) rebuilds the v1 net."""
+    import json
+    config = tiny_config()
+    raw = json.loads(config.to_json())
+    for key in ("config_version", "text_layout", "classifier_bias", "classifier_init",
+                "kernel_initializer", "weight_decay_on", "vgg_fc7", "test_geometry"):
+        raw.pop(key)
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    old = Config.load(str(tmp_path))
+    assert (old.text_layout, old.classifier_bias, old.test_geometry) == ("v1", False, "squash")
+    enc = build_dual_path(old, CLASSES, VOCAB, backbone_weights=None).text_encoder
+    assert enc.get_layer("text_s1b1_a").filters == 2           # width/4
+    assert enc.get_layer("text_s2b1_a").strides == (2,)        # stride on the 1×1 conv
+    assert enc.get_layer("text_s2b1_b").strides == (1,)
+    new = build_dual_path(tiny_config(), CLASSES, VOCAB, backbone_weights=None).text_encoder
+    assert new.get_layer("text_s2b1_a").strides == (1,)
+    assert new.get_layer("text_s2b1_b").strides == (2,)
+
+
 def test_word_embedding_padding_is_bias():
     layer = WordEmbedding(6, 4)
     layer.build((None, 3))
@@ -133,8 +224,10 @@ def test_stages_two_and_three_halve_the_length():
               ("text_s1b1_out", "text_s2b1_out", "text_s3b1_out", "text_s4b1_out")}
     assert widths == {"text_s1b1_out": 8, "text_s2b1_out": 16, "text_s3b1_out": 16,
                       "text_s4b1_out": 32}
-    # Bottlenecks: width/4 normally, full width in the first block of stages 2..4.
-    assert enc.get_layer("text_s1b1_a").filters == 2
+    # Bottlenecks: width/4 normally, full width in the first block of stages 2..4, width/2 in
+    # the network's first block (the authors' fc2_1_*: 300 → 128 → 256).
+    assert enc.get_layer("text_s1b1_a").filters == 4
+    assert enc.get_layer("text_s1b2_a").filters == 2
     assert enc.get_layer("text_s2b1_a").filters == 16
     assert enc.get_layer("text_s2b2_a").filters == 4
     assert enc.get_layer("text_s4b1_a").filters == 32
@@ -267,23 +360,27 @@ def test_variable_groups(dual):
         assert id(v) in groups, v.path
 
 
-def make_trainer(dual, weight_decay=0.5):
+def make_trainer(dual, weight_decay=0.5, weight_decay_on="all", negatives="hardest_of_pool"):
     return trainer_mod.InstanceTrainer(dual, from_features=True, loss_weights=(2.0, 1.0, 0.1),
                                        lr_multipliers=MULTIPLIERS, weight_decay=weight_decay,
-                                       negatives="hardest_of_pool")
+                                       negatives=negatives, weight_decay_on=weight_decay_on)
 
 
-def test_adjust_multiplies_and_decays_kernels_only(dual):
-    trainer = make_trainer(dual, weight_decay=0.5)
+@pytest.mark.parametrize("decay_on", ["all", "kernels"])
+def test_adjust_multiplies_and_decays(dual, decay_on):
+    """all (the authors'): every parameter decays, BN γ/β and biases too; kernels: the old rule."""
+    trainer = make_trainer(dual, weight_decay=0.5, weight_decay_on=decay_on)
     enc, head = dual.text_encoder, dual.image_head
     word = enc.get_layer("word_embedding")
     bn = enc.get_layer("text_s1b1_a_bn")
+    everything = decay_on == "all"
     cases = [  # variable, group multiplier, decayed?
         (dual.classifier.kernel, 0.01, True),
+        (dual.classifier.bias, 0.02, everything),   # a bias: twice its layer's rate
         (word.embeddings, 0.001, True),
-        (word.bias, 0.001, False),
-        (bn.gamma, 0.2, False),
-        (bn.beta, 0.1, False),
+        (word.bias, 0.001, everything),
+        (bn.gamma, 0.2, everything),
+        (bn.beta, 0.1, everything),
         (enc.get_layer("text_s1b1_b").kernel, 0.1, True),
         (head.get_layer("image_fc1").kernel, 0.1, True),
     ]
@@ -327,20 +424,80 @@ def test_adjust_word_lookup_sparse_gradient(dual):
     np.testing.assert_allclose(np.asarray(g), expected, rtol=1e-6)
 
 
+def _pool_batch(dual, b=4, k=3, seed=6):
+    rng = np.random.default_rng(seed)
+    inputs = {"image_features": tf.constant(rng.normal(size=(b, dual.feature_dim)), tf.float32),
+              "tokens": tf.constant(rng.integers(1, VOCAB, size=(b, LENGTH)), tf.int32),
+              "pool_tokens": tf.constant(rng.integers(1, VOCAB, size=(b, k, LENGTH)), tf.int32),
+              "pool_labels": tf.constant(rng.integers(0, CLASSES, size=(b, k)), tf.int32)}
+    return inputs, tf.constant([0, 1, 2, 3][:b])
+
+
 def test_trainer_groups_cover_network_and_losses_combine(dual):
+    """The authors' RankLoss: hinges summed over the B/2 anchors, everything divided by B."""
     trainer = make_trainer(dual)
     for v in trainer.network.trainable_variables:
         assert id(v) in trainer._groups, v.path
-    rng = np.random.default_rng(6)
-    b, k = 4, 3
-    inputs = {"image_features": tf.constant(rng.normal(size=(b, dual.feature_dim)), tf.float32),
-              "tokens": tf.constant(rng.integers(1, VOCAB, size=(b, LENGTH)), tf.int32),
-              "pool_tokens": tf.constant(rng.integers(0, VOCAB, size=(b, k, LENGTH)), tf.int32),
-              "pool_labels": tf.constant(rng.integers(0, CLASSES, size=(b, k)), tf.int32)}
-    labels = tf.constant([0, 1, 2, 3])
-    total, out, terms = trainer.compute_losses(inputs, labels, training=False)
-    combo = 2.0 * terms["rank_loss"] + terms["image_loss"] + 0.1 * terms["text_loss"]
-    np.testing.assert_allclose(terms["loss"], combo, rtol=1e-5)
-    np.testing.assert_allclose(float(total), float(np.mean(combo)), rtol=1e-5)
-    assert tuple(out["image_logits"].shape) == (b, CLASSES)
-    assert np.all(np.isfinite(terms["rank_loss"].numpy()))
+    inputs, labels = _pool_batch(dual)
+    tokens, text_labels = trainer.text_batch(inputs, labels)
+    total, out, terms = trainer.compute_losses(inputs, labels, tokens, text_labels,
+                                               training=False)
+    assert tuple(terms["rank_loss"].shape) == (2,)  # anchors 0 and 2
+    combo = (2.0 * terms["rank_loss"].numpy().sum() + terms["image_loss"].numpy().sum()
+             + 0.1 * terms["text_loss"].numpy().sum()) / 4
+    np.testing.assert_allclose(float(total), combo, rtol=1e-5)
+    assert tuple(out["image_logits"].shape) == (4, CLASSES)
+    assert np.all(np.isfinite(terms["rank_loss"].numpy())) and terms["rank_loss"].numpy().min() > 0
+
+
+def test_hardest_of_pool_mines_in_test_mode_and_trains_the_negatives(dual):
+    """Odd rows of the text batch are the anchors' hardest pool captions (test-mode features,
+    another instance), with their own class for the text instance loss."""
+    trainer = make_trainer(dual)
+    inputs, labels = _pool_batch(dual, seed=9)
+    tokens, text_labels = trainer.text_batch(inputs, labels)
+    tokens, text_labels = tokens.numpy(), text_labels.numpy()
+    pool = inputs["pool_tokens"].numpy().reshape(-1, LENGTH)
+    pool_labels = inputs["pool_labels"].numpy().reshape(-1)
+    pool_f = dual.text_encoder(pool, training=False)["relu"].numpy()
+    pool_f /= np.linalg.norm(pool_f, axis=1, keepdims=True)
+    for anchor in (0, 2):
+        image = dual.image_head(inputs["image_features"][anchor:anchor + 1],
+                                training=False)["relu"].numpy()[0]
+        scores = pool_f @ (image / np.linalg.norm(image))
+        scores[pool_labels == int(labels[anchor])] = -np.inf
+        best = int(np.argmax(scores))
+        np.testing.assert_array_equal(tokens[anchor + 1], pool[best])
+        assert text_labels[anchor + 1] == pool_labels[best]
+        np.testing.assert_array_equal(tokens[anchor], inputs["tokens"].numpy()[anchor])
+        assert text_labels[anchor] == int(labels[anchor])
+
+
+def test_random_negatives_come_from_the_pipeline(dual):
+    trainer = make_trainer(dual, negatives="random")
+    inputs, labels = _pool_batch(dual)
+    neg = np.arange(4 * LENGTH, dtype=np.int32).reshape(4, LENGTH) % VOCAB
+    inputs.update(neg_tokens=tf.constant(neg), neg_labels=tf.constant([4, 3, 1, 0]))
+    tokens, text_labels = trainer.text_batch(inputs, labels)
+    np.testing.assert_array_equal(tokens.numpy()[1], neg[0])
+    np.testing.assert_array_equal(tokens.numpy()[3], neg[2])
+    assert list(text_labels.numpy()) == [0, 4, 2, 1]
+
+
+def test_a_run_folder_from_before_the_authors_layout_loads_and_embeds_the_same(tmp_path):
+    """tests/fixtures/v1_run was written by the code of commit 24cde59 (text CNN strided on its
+    1×1 conv, no classifier bias, config.json without config_version), with the embeddings that
+    code gave: today's code must rebuild that network and give the same embeddings."""
+    import shutil
+
+    from keras_instance import trained
+    fixture = Path(__file__).parent / "fixtures" / "v1_run"
+    run_dir = tmp_path / "v1_run"
+    shutil.copytree(fixture, run_dir)
+    run = trained.load_trained(str(run_dir))
+    assert run.config.text_layout == "v1" and not run.config.classifier_bias
+    expected = np.load(run_dir / "expected.npz")
+    image = run.dual.image_encoder()(expected["images"], training=False)["embedding"]
+    text = run.dual.text_encoder(expected["tokens"], training=False)["embedding"]
+    np.testing.assert_allclose(image.numpy(), expected["image_embedding"], atol=1e-6)
+    np.testing.assert_allclose(text.numpy(), expected["text_embedding"], atol=1e-6)

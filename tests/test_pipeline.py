@@ -340,9 +340,17 @@ def test_train_dataset_from_features(cuhk_like):
     assert seen == set(range(n))
 
 
+def _a_shift_of(tokens, rows):
+    """Is `tokens` one of `rows` moved right by some Position-Shift offset?"""
+    return any(np.array_equal(tokens, np.roll(r, k)) for r in rows
+               for k in range(len(r) - int((r != 0).sum()) + 1))
+
+
 def test_train_dataset_pool(cuhk_like):
+    """Pool captions of the right class, Position-Shifted as the authors shift them."""
     data = cuhk_like
     ds = train_dataset(data, batch_size=4, seed=5, image_size=8, pool_size=7)  # 2 per example
+    moved = 0
     for x, y in collect(ds):
         assert set(x) == {"image", "tokens", "pool_tokens", "pool_labels"}
         assert x["pool_tokens"].shape == (4, 2, 10) and x["pool_tokens"].dtype == np.int32
@@ -351,7 +359,20 @@ def test_train_dataset_pool(cuhk_like):
             for t, lab in zip(toks, labs):
                 assert 0 <= lab < data.num_classes
                 rows = data.caption_tokens[data.caption_classes == lab]
-                assert any(np.array_equal(t, r) for r in rows)   # unshifted, label matches
+                assert _a_shift_of(t, rows)
+                moved += int(t[0] == 0)
+    assert moved >= 3  # shifted, not left-aligned (without shifting, never)
+
+
+def test_train_dataset_random_negatives(cuhk_like):
+    """--negatives=random: each example carries a caption of a random OTHER class."""
+    data = cuhk_like
+    ds = train_dataset(data, batch_size=4, seed=2, image_size=8, random_negatives=True)
+    for x, y in collect(ds):
+        assert x["neg_tokens"].shape == (4, 10) and x["neg_labels"].shape == (4,)
+        for t, lab, own in zip(x["neg_tokens"], x["neg_labels"], y):
+            assert lab != own and 0 <= lab < data.num_classes
+            assert _a_shift_of(t, data.caption_tokens[data.caption_classes == lab])
 
 
 def test_train_dataset_batch_larger_than_data(cuhk_like):

@@ -15,7 +15,7 @@ from keras_instance.model import build_dual_path
 from keras_instance.trainer import InstanceTrainer
 from keras_instance.training import _DtypePolicy, precision_policy
 
-CONFIG = Config(backbone="tiny_cnn", backbone_weights=None, image_size=16, image_head_units=(16,),
+CONFIG = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=16, image_head_units=(16,),
                 text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1), embed_dim=16, word_dim=8,
                 max_length=8, dropout=0.0)
 CLASSES, VOCAB, BATCH = 6, 12, 8

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--backbone=tiny_cnn", "--backbone_weights=none", "--image_size=32",
+TINY = ["--backbone=tiny_cnn", "--backbone_weights=none", "--test_geometry=squash", "--image_size=32",
         "--image_head_units=16", "--word_dim=8", "--text_widths=8,16,16,32",
         "--text_blocks=1,1,1,1", "--embed_dim=16", "--dropout=0.1", "--batch_size=16",
         "--negatives=hardest_in_batch", "--norandom_flip", "--notest_flip_sum",

@@ -20,7 +20,7 @@ def demo_dir(tmp_path_factory):
 
 
 def tiny_config(data_dir, workdir, **overrides):
-    base = dict(dataset="demo", data_dir=data_dir, workdir=workdir, backbone="tiny_cnn",
+    base = dict(dataset="demo", data_dir=data_dir, workdir=workdir, backbone="tiny_cnn", test_geometry="squash",
                 backbone_weights=None, image_size=32, image_head_units=(16,), word_dim=8,
                 text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1), embed_dim=16, dropout=0.1,
                 batch_size=16, negatives="hardest_in_batch", random_flip=False,
@@ -97,7 +97,9 @@ def test_interrupted_run_resumes_from_last_epoch(demo_dir, tmp_path):
         def on_epoch_begin(self, epoch, logs=None):
             resumed.append(("epoch", epoch))
 
-    summary = training.train(config, 1, verbose=0, callbacks=[RecordStart()])
+    lines, log = _messages()
+    summary = training.train(config, 1, verbose=0, callbacks=[RecordStart()], log=log)
+    assert "resuming stage 1 at epoch 3 of 4" in lines, lines
     assert summary["epochs"] == 4
     # The rerun started at epoch 2, with the optimizer's step count restored (2 epochs × 3 steps).
     epochs_run = [e for kind, e in (r for r in resumed if isinstance(r, tuple))]
@@ -136,3 +138,105 @@ def test_steps_per_execution_trains_the_same_steps(demo_dir, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="steps_per_execution must be positive"):
         tiny_config(demo_dir, str(tmp_path / "bad"), steps_per_execution=0).validate()
+
+
+class KillAtStart(keras.callbacks.Callback):
+    """A kill after the vocabulary and word vectors exist but before the first backup (as
+    during the cache build, k-means or the first XLA compile)."""
+
+    def on_train_begin(self, logs=None):
+        raise KeyboardInterrupt("simulated kill before the first backup")
+
+
+class WordLayerAtStart(keras.callbacks.Callback):
+    def __init__(self, seen):
+        super().__init__()
+        self.seen = seen
+
+    def on_train_begin(self, logs=None):
+        layer = self.model.dual.text_encoder.get_layer("word_embedding")
+        self.seen.append(layer.embeddings.numpy().copy())
+
+
+def test_a_rerun_after_a_kill_before_the_first_backup_starts_from_word2vec(demo_dir, tmp_path):
+    config = tiny_config(demo_dir, str(tmp_path / "run"))
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen), KillAtStart()])
+    assert os.path.exists(text.vocab_path(config.workdir))
+    assert not os.path.exists(os.path.join(config.workdir, "stage1", "backup"))
+    training.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen)])
+    first, rerun = seen
+    assert np.abs(first).max() > 0.2  # word2vec rows, not the 0.1-std random init
+    np.testing.assert_array_equal(first, rerun)
+
+
+def _messages():
+    lines = []
+    return lines, lines.append
+
+
+def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(demo_dir, tmp_path):
+    config = tiny_config(demo_dir, str(tmp_path / "run"), stage1_lr_schedule="0.1:1",
+                         stage2_lr_schedule="0.1:1")
+    training.train(config, 1, verbose=0)
+    training.train(config, 2, verbose=0)
+    stage1 = training.final_weights_path(config.workdir, 1)
+    before = os.path.getmtime(stage1)
+    lines, log = _messages()
+    again = training.train(config, 1, verbose=0, log=log)
+    assert again["skipped"] and os.path.getmtime(stage1) == before
+    assert any("already finished" in line and "--overwrite" in line for line in lines), lines
+
+    lines, log = _messages()
+    redone = training.train(config, 1, verbose=0, log=log, overwrite=True)
+    assert not redone.get("skipped") and redone["epochs"] == 1
+    assert _epochs_logged(config.workdir, 1) == [0]  # a new stage, not a restored one
+    # the Stage II trained from the replaced Stage I was set aside, then dropped
+    assert any("stage2" in line and "moved" in line for line in lines), lines
+    assert not os.path.exists(os.path.join(config.workdir, "stage2"))
+    assert not [n for n in os.listdir(config.workdir) if n.endswith(".replaced")]
+
+
+def test_a_conflicting_flag_is_refused_and_leaves_the_run_loadable(demo_dir, tmp_path):
+    from keras_instance import trained
+    config = tiny_config(demo_dir, str(tmp_path / "run"), stage1_lr_schedule="0.1:1")
+    training.train(config, 1, verbose=0)
+    saved = open(os.path.join(config.workdir, "config.json")).read()
+    import dataclasses
+    with pytest.raises(ValueError, match=r"--embed_dim=32 conflicts .* --embed_dim=16"):
+        training.train(dataclasses.replace(config, embed_dim=32), 2, verbose=0)
+    assert open(os.path.join(config.workdir, "config.json")).read() == saved
+    assert not os.path.exists(os.path.join(config.workdir, "stage2"))
+    run = trained.load_trained(config.workdir, stage=1)
+    assert run.config.embed_dim == 16
+
+
+def test_a_rerun_with_other_data_or_settings_is_refused(demo_dir, tmp_path):
+    import dataclasses
+    import shutil
+    data = str(tmp_path / "data")
+    shutil.copytree(demo_dir, data)
+    config = tiny_config(data, str(tmp_path / "run"), stage1_lr_schedule="0.1:1")
+    training.train(config, 1, verbose=0)
+    with pytest.raises(ValueError, match=r"asks for --stage1_lr_schedule=0.1:2\. Pass --overwrite"):
+        training.train(dataclasses.replace(config, stage1_lr_schedule="0.1:2"), 1, verbose=0)
+    manifest = os.path.join(data, "manifest.jsonl")
+    lines = open(manifest).read().splitlines()
+    row = json.loads(lines[0])
+    row["captions"][0] = "a caption nobody trained on"
+    lines[0] = json.dumps(row)
+    open(manifest, "w").write("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="training data differ"):
+        training.train(config, 1, verbose=0)
+
+
+def test_a_workdir_that_is_a_file_and_an_oversized_batch_fail_first(demo_dir, tmp_path):
+    target = tmp_path / "a_file"
+    target.write_text("")
+    with pytest.raises(FileExistsError, match="is a file"):
+        training.train(tiny_config(demo_dir, str(target)), 1, verbose=0)
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match="batch size 64 is larger than the 48"):
+        training.train(tiny_config(demo_dir, str(workdir), batch_size=64), 1, verbose=0)
+    assert not workdir.exists()  # refused before the vocabulary or word2vec ran

@@ -76,6 +76,16 @@ def position_shift(tokens: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.roll(tokens, offset, axis=0)
 
 
+def position_shift_rows(tokens: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """`position_shift` of every row of [K, L] left-aligned ids, each with its own offset."""
+    length = tf.shape(tokens)[1]
+    n = tf.reduce_sum(tf.cast(tokens != PAD_ID, tf.int32), axis=1)
+    offsets = tf.cast(tf.floor(tf.random.stateless_uniform(tf.shape(n), seed) *
+                               tf.cast(length - n + 1, tf.float32)), tf.int32)
+    source = tf.math.floormod(tf.range(length)[None, :] - offsets[:, None], length)
+    return tf.gather(tokens, source, batch_dims=1)
+
+
 def all_shifts(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every Position-Shift offset of each sentence: (shifted rows, index of their sentence).
 
@@ -126,13 +136,22 @@ def augment(image: tf.Tensor, size: int, seed: tf.Tensor, flip: bool, scale) -> 
 
 
 def load_eval_image(path: tf.Tensor, size: int) -> tf.Tensor:
-    """Whole image resized to size × size (no crop), as the test protocol looks at it."""
+    """Whole image resized to size × size (no crop): the squash test geometry."""
     return tf.image.resize(decode_image(tf.io.read_file(path)), [size, size])
+
+
+def resize_short_side(image: tf.Tensor, side: int) -> tf.Tensor:
+    """[H, W, 3] → the whole image with its short side `side`, aspect kept (METHOD.md's test
+    images; the authors' resize_image.m). The long side is rounded to the nearest pixel."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.cast(side, tf.float32) / tf.reduce_min(shape)
+    size = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), side)
+    return tf.image.resize(image, size)
 
 
 def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: int = 224,
                   features: np.ndarray | None = None, flip: bool = True, crop_scale=(0.8, 1.0),
-                  shift: bool = True, pool_size: int = 0,
+                  shift: bool = True, pool_size: int = 0, random_negatives: bool = False,
                   shards: str | None = None) -> tf.data.Dataset:
     """One epoch: every training image once, shuffled, paired with a random caption of its class.
 
@@ -140,7 +159,10 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
     of pixels. With `shards` (a `keras_instance.prepare` folder) image bytes stream from its
     TFRecord shards instead of one file per image; captions stay in memory as token ids. With `pool_size`, each batch also carries about that many random training captions
     for the paper's hardest-of-pool negatives, spread over its examples (so they split evenly over
-    replicas and are gathered back). Ends with ({inputs}, class) batches, remainder dropped.
+    replicas and are gathered back), shifted like the training captions (the authors shift them
+    too). With `random_negatives`, each example also carries a random caption of a random other
+    class (`neg_tokens`, `neg_labels`: the authors' CUHK-PEDES negatives). Ends with
+    ({inputs}, class) batches, remainder dropped.
     """
     n = len(data.image_classes)
     if n < batch_size:
@@ -153,13 +175,17 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
     caption_classes = tf.constant(data.caption_classes)
     pool_per_example = -(-pool_size // batch_size) if pool_size else 0
 
-    def example(index, rng, image_bytes=None):
-        seeds = tf.random.experimental.stateless_split(tf.cast(rng, tf.int64), 4)
-        c = classes[index]
-        pick = tf.random.stateless_uniform([], seeds[0], 0, count[c], dtype=tf.int32)
+    num_classes = len(data.class_count)
+
+    def caption_of(c, seed_pick, seed_shift):
+        pick = tf.random.stateless_uniform([], seed_pick, 0, count[c], dtype=tf.int32)
         tokens = tokens_table[start[c] + pick]
-        if shift:
-            tokens = position_shift(tokens, seeds[1])
+        return position_shift(tokens, seed_shift) if shift else tokens
+
+    def example(index, rng, image_bytes=None):
+        seeds = tf.random.experimental.stateless_split(tf.cast(rng, tf.int64), 7)
+        c = classes[index]
+        tokens = caption_of(c, seeds[0], seeds[1])
         if feats is not None:
             views = tf.shape(feats)[1]
             view = tf.random.stateless_uniform([], seeds[2], 0, views, dtype=tf.int32)
@@ -173,8 +199,14 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
         if pool_per_example:
             rows = tf.random.stateless_uniform([pool_per_example], seeds[3], 0,
                                                tf.shape(caption_classes)[0], dtype=tf.int32)
-            inputs["pool_tokens"] = tf.gather(tokens_table, rows)
+            pool = tf.gather(tokens_table, rows)
+            inputs["pool_tokens"] = position_shift_rows(pool, seeds[4]) if shift else pool
             inputs["pool_labels"] = tf.gather(caption_classes, rows)
+        if random_negatives:
+            other = (c + 1 + tf.random.stateless_uniform([], seeds[5], 0, num_classes - 1,
+                                                         dtype=tf.int32)) % num_classes
+            inputs["neg_tokens"] = caption_of(other, seeds[6], seeds[5] + 1)
+            inputs["neg_labels"] = other
         return inputs, c
 
     rngs = tf.data.Dataset.random(seed=seed).batch(2)
