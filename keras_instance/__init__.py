@@ -1,9 +1,11 @@
 """keras-instance: Dual-Path Convolutional Image-Text Embeddings with Instance Loss, in Keras 3.
 
-Importing the package registers its custom layers with Keras, so saved models load with
-`keras.models.load_model` (safe_mode on) after `import keras_instance`.
+Importing the package registers its Keras classes, so its `.keras` files (`image_encoder.keras`,
+`text_encoder.keras`, `model.keras`) load with `keras.models.load_model` (safe_mode on) after
+`import keras_instance`.
 """
 from keras_instance import backbones as _backbones  # noqa: F401  (registers PixelPreprocess)
+from keras_instance import encoders as _encoders  # noqa: F401  (ImageEncoder, TextEncoder)
 from keras_instance import text_branch as _text_branch  # noqa: F401  (registers WordEmbedding)
 from keras_instance.config import Config
 from keras_instance.model import DualPath, build_dual_path

@@ -137,6 +137,29 @@ def window_embedding(backbone: keras.Model, image_head: keras.Model, backbone_na
     return tf.reduce_sum(tf.reshape(out, [-1, count, out.shape[-1]]), axis=1)
 
 
+def shift_sum_embedding(text_encoder: keras.Model, tokens: tf.Tensor,
+                        feature: str = "embedding") -> tf.Tensor:
+    """Σ of the text branch's `feature` over every Position-Shift offset 0..L−n of each
+    sentence of n words (the authors' test-time text feature; `pipeline.all_shifts`).
+
+    All L+1 rolls of every row are encoded as one batch [N·(L+1), L]; offsets beyond L−n are
+    masked out of the sum (a sentence of no known words keeps all L+1, as `all_shifts` does).
+    """
+    length = int(tokens.shape[1])
+    offsets = tf.range(length + 1)
+    positions = tf.range(length)
+    # roll by k: position j holds the word from (j − k) mod L
+    source = tf.math.floormod(positions[tf.newaxis, :] - offsets[:, tf.newaxis], length)
+    rolled = tf.gather(tokens, source, axis=1)                              # [N, L+1, L]
+    emb = text_encoder(tf.reshape(rolled, [-1, length]), training=False)[feature]
+    emb = tf.reshape(tf.cast(emb, tf.float32), [-1, length + 1, emb.shape[-1]])
+    words = tf.reduce_sum(tf.cast(tokens != 0, tf.int32), axis=1)           # [N] (0 = padding)
+    keep = offsets[tf.newaxis, :] <= (length - words)[:, tf.newaxis]       # [N, L+1]
+    summed = tf.reduce_sum(tf.cast(emb, tf.float64) * tf.cast(keep, tf.float64)[..., None],
+                           axis=1)
+    return tf.cast(summed, tf.float32)
+
+
 def build_dual_path(config: Config, num_classes: int, vocab_size: int,
                     backbone_weights="config") -> DualPath:
     """All parts of the model for `config`; `backbone_weights` overrides config's (e.g. None)."""

@@ -37,7 +37,7 @@ import tensorflow as tf
 from keras_instance import text
 from keras_instance.config import Config
 from keras_instance.data import pipeline
-from keras_instance.model import DualPath, window_embedding
+from keras_instance.model import DualPath, shift_sum_embedding, window_embedding
 
 IMAGE_MODEL = "image_encoder"
 TEXT_MODEL = "text_encoder"
@@ -311,30 +311,11 @@ class TextEncoderModule(tf.Module):
     def _embed(self, tokens: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.encoder(tokens, training=False)[self.feature], tf.float32)
 
-    def _shift_sum(self, tokens: tf.Tensor) -> tf.Tensor:
-        """Σ over every Position-Shift offset 0..L−n of a sentence of n words (`all_shifts`).
-
-        All L+1 rolls of every row are encoded as one batch [N·(L+1), L]; offsets beyond L−n are
-        masked out of the sum (a sentence of no known words keeps all L+1, as `all_shifts` does).
-        """
-        length = self.max_length
-        offsets = tf.range(length + 1)
-        positions = tf.range(length)
-        # roll by k: position j holds the word from (j − k) mod L
-        source = tf.math.floormod(positions[tf.newaxis, :] - offsets[:, tf.newaxis], length)
-        rolled = tf.gather(tokens, source, axis=1)                          # [N, L+1, L]
-        emb = self._embed(tf.reshape(rolled, [-1, length]))                 # [N·(L+1), D]
-        emb = tf.reshape(emb, [-1, length + 1, self.embed_dim])
-        words = tf.reduce_sum(tf.cast(tokens != text.PAD_ID, tf.int32), axis=1)  # [N]
-        keep = offsets[tf.newaxis, :] <= (length - words)[:, tf.newaxis]   # [N, L+1]
-        summed = tf.reduce_sum(tf.cast(emb, tf.float64) * tf.cast(keep, tf.float64)[..., None],
-                               axis=1)
-        return tf.cast(summed, tf.float32)
-
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def serve(self, sentences):
         tokens = self.token_ids(sentences)
-        embedding = self._shift_sum(tokens) if self.shift_sum else self._embed(tokens)
+        embedding = (shift_sum_embedding(self.encoder, tokens, self.feature) if self.shift_sum
+                     else self._embed(tokens))
         return {"embedding": _l2_normalize(embedding)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])

@@ -325,3 +325,53 @@ def test_keep_aspect_served_embeddings_equal_evaluation_on_mixed_aspect_ratios(t
     squashed = evaluation.config_image_embeddings(
         dataclasses.replace(config, test_geometry="squash"), dual, paths[:1])
     assert float(squashed[0] @ evaluated[0]) < 0.999
+
+
+ENCODERS_IN_FRESH_PROCESS = r"""
+import sys
+import numpy as np
+import keras
+import keras_instance  # the one import the encoders need
+image = keras.models.load_model(sys.argv[1], safe_mode=True)
+text = keras.models.load_model(sys.argv[2], safe_mode=True)
+paths = sys.argv[4:]
+sentences = [line for line in open(sys.argv[3], encoding="utf-8").read().split("\n") if line]
+image_emb = np.concatenate([image(image.pixels(open(p, "rb").read())).numpy() for p in paths])
+text_emb = text(text.token_ids(sentences)).numpy()
+np.savez("out.npz", image=image_emb, text=text_emb)
+"""
+
+
+def test_keras_encoders_give_the_served_embeddings_in_a_fresh_process(trained, tmp_path):
+    """image_encoder.keras / text_encoder.keras, loaded with safe_mode in a new process with only
+    `import keras_instance`, equal the served SavedModels on the same raw inputs."""
+    workdir = trained["config"].workdir
+    paths = [r.image_path for r in trained["test"][:4]]
+    sentences = [r.captions[0] for r in trained["test"][:4]] + ["Ünïcode, punctuation!  and a DOG"]
+    (tmp_path / "sentences.txt").write_text("\n".join(sentences), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-c", ENCODERS_IN_FRESH_PROCESS,
+                           os.path.join(workdir, "image_encoder.keras"),
+                           os.path.join(workdir, "text_encoder.keras"),
+                           str(tmp_path / "sentences.txt"), *paths],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    image_model = tf.saved_model.load(saved(trained, serving_export.IMAGE_MODEL))
+    text_model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
+    served_images = image_model.signatures["serving_default"](
+        images=tf.constant([open(p, "rb").read() for p in paths]))["embedding"].numpy()
+    served_text = text_model.signatures["serving_default"](
+        sentences=tf.constant(sentences))["embedding"].numpy()
+    np.testing.assert_allclose(got["image"], served_images, atol=1e-5)
+    np.testing.assert_allclose(got["text"], served_text, atol=1e-5)
+
+
+def test_loading_an_encoder_without_the_import_says_what_to_import(trained, tmp_path):
+    path = os.path.join(trained["config"].workdir, "text_encoder.keras")
+    proc = subprocess.run([sys.executable, "-c",
+                           "import sys, keras; keras.models.load_model(sys.argv[1])", path],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("TypeError: Could not locate class 'TextEncoder'"), last
+    assert "'load_with': 'import keras_instance'" in last and len(last) < 1500, last
