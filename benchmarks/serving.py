@@ -23,10 +23,13 @@ removed at the end; nothing is written into the workdir), starts `serving.standi
    single-thread time is shown beside it), and a check that both give the same top-k (ids may
    differ only where the float64 scores tie within 1e-5). (b) The whole SavedModel call
    for one sentence (encode + search), p50/p99.
-3. Load: `--clients` threads, each with its own PredictionServiceStub on ONE shared gRPC channel
-   (`--channel_per_client` gives each its own channel), sending single-sentence text_to_image
-   queries to the stand-in for `--load_seconds`; requests served, throughput, p50/p99 latency,
-   errors. A request counts as an error if the RPC fails or the answer is not [1, k] ids+scores.
+3. Load: `--clients` threads sending single-sentence text_to_image queries to the stand-in for
+   `--load_seconds` (alias `--seconds`), once per client style of `--load_styles`: `shared` (each
+   thread its own PredictionServiceStub on ONE gRPC channel) and `per_thread` (a channel per
+   thread, as a user who opens one per worker); requests served, throughput, p50/p99 latency,
+   errors, printed with the conditions (client threads, channels, server worker threads, gallery
+   size, CPU model). A request counts as an error if the RPC fails or the answer is not [1, k]
+   ids+scores.
 
 Exit status: 0; 1 if any load-test error, a top-k mismatch, or the stand-in failed/died;
 2 if the workdir holds no finished training stage (run `make demo` first).
@@ -55,6 +58,21 @@ sys.path.insert(0, ROOT)
 from serving.standin_process import StandinProcess  # noqa: E402
 
 TIE_ATOL = 1e-5
+LOAD_STYLES = {"shared": "one shared channel, a stub per thread",
+               "per_thread": "one channel per thread"}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo, else platform), printed beside the figures."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def parse_args(argv=None):
@@ -71,9 +89,11 @@ def parse_args(argv=None):
     p.add_argument("--search_repeats", type=int, default=50, help="timed searches per batch")
     p.add_argument("--full_calls", type=int, default=100, help="timed calls, part 2(b)")
     p.add_argument("--clients", type=int, default=32, help="concurrent client threads, part 3")
-    p.add_argument("--load_seconds", type=float, default=60.0, help="load duration, part 3")
-    p.add_argument("--channel_per_client", action="store_true",
-                   help="part 3: one channel per client thread (default: one shared channel)")
+    p.add_argument("--load_seconds", "--seconds", type=float, default=60.0,
+                   help="load duration per client style, part 3")
+    p.add_argument("--load_styles", default="shared,per_thread",
+                   help="part 3 client styles, in order: shared (one channel for all threads), "
+                        "per_thread (a channel each)")
     p.add_argument("--server_threads", type=int, default=16, help="stand-in --grpc_max_threads")
     p.add_argument("--deadline_s", type=float, default=30.0, help="per-request gRPC deadline")
     p.add_argument("--server_start_s", type=float, default=300.0,
@@ -81,6 +101,12 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.search_batches = [int(b) for b in args.search_batches.split(",") if b.strip()]
+    args.load_styles = [x.strip() for x in args.load_styles.split(",") if x.strip()]
+    unknown = sorted(set(args.load_styles) - set(LOAD_STYLES))
+    if unknown or not args.load_styles:
+        p.error(f"--load_styles: give some of {', '.join(LOAD_STYLES)} (got {unknown or 'none'})")
+    if args.load_seconds <= 0:
+        p.error("--load_seconds must be positive")
     if min([args.requests, args.warmup + 1, args.gallery_size, args.k, args.search_repeats,
             args.full_calls, args.clients, *args.search_batches]) < 1:
         p.error("counts and sizes must be positive")
@@ -261,10 +287,11 @@ def bench_search(args, config, dual, vocab, text_encoder_dir: str, sentences: li
 
 # ------------------------------------------------------------------------ part 3
 
-def bench_load(args, server: StandinProcess, sentences: list[str], k: int):
+def bench_load(args, server: StandinProcess, sentences: list[str], k: int, style: str):
+    """One client style under load: (served, seconds, (p50, p99) ms, errors)."""
     import grpc
     from serving import client
-    shared = None if args.channel_per_client else client.make_channel(server.address)
+    shared = client.make_channel(server.address) if style == "shared" else None
     latencies = [[] for _ in range(args.clients)]
     errors = [[] for _ in range(args.clients)]
     go = threading.Event()
@@ -338,6 +365,7 @@ def main(argv=None) -> int:
         return 1
 
     failures = []
+    load_before = os.getloadavg()[0]  # other work on the machine shows here
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         export_dir = os.path.abspath(args.export_dir or os.path.join(tmp, "exports"))
         t0 = time.perf_counter()
@@ -357,7 +385,8 @@ def main(argv=None) -> int:
             dim, search_rows, full_ms, full_check, topk_ok, faiss = bench_search(
                 args, config, dual, vocab, exported["text_encoder"], sentences,
                 os.path.join(tmp, "gallery"))
-            served, load_s, load_ms, errors = bench_load(args, server, sentences, exported["k"])
+            loads = {style: bench_load(args, server, sentences, exported["k"], style)
+                     for style in args.load_styles}
             if not server.alive():
                 failures.append(f"the stand-in died:\n{server.log_tail()}")
         finally:
@@ -365,13 +394,15 @@ def main(argv=None) -> int:
 
     # ------------------------------------------------------------------ the table
     cores = os.cpu_count()
+    print("command: " + " ".join([os.path.relpath(sys.executable), *sys.argv]))
     print(f"keras-instance serving benchmark: {args.workdir} stage {stage}, D={dim}, k={args.k}; "
-          f"{cores} CPU cores, TF {tf.__version__}, faiss {faiss.__version__} "
+          f"{cores} CPU cores ({cpu_model()}), TF {tf.__version__}, faiss {faiss.__version__} "
           f"({faiss.omp_get_max_threads()} OpenMP threads), devices "
           f"{[d.name for d in tf.config.list_logical_devices()]}")
     print(f"export + index (split:test, {exported['num_images']} images) {export_s:.0f} s; "
           f"stand-in (grpc_max_threads {args.server_threads}) ready in {start_s:.0f} s; "
-          f"client, stand-in and TF share the machine")
+          f"client, stand-in and TF share the machine; 1-min load average before the run "
+          f"{load_before:.2f} (well above 0: other work was running)")
     print()
     print(f"1. text query, 1 sentence/request, {args.requests} sequential after {args.warmup} "
           "warm-up")
@@ -401,16 +432,20 @@ def main(argv=None) -> int:
     if not topk_ok:
         failures.append("TF and faiss top-k differ beyond ties")
     print()
-    sharing = ("a channel each" if args.channel_per_client
-               else "one shared channel, a stub each")
-    print(f"3. load: {args.clients} client threads ({sharing}), {args.load_seconds:g} s, "
+    print(f"3. load: {args.clients} client threads, {args.load_seconds:g} s per client style, "
           f"1-sentence text_to_image queries (gallery {exported['num_images']} test images, "
           f"top-{exported['k']})")
-    print(f"   served {served} requests in {load_s:.1f} s = {served / load_s:.1f} req/s; "
-          f"latency p50 {load_ms[0]:.1f} ms, p99 {load_ms[1]:.1f} ms; errors {len(errors)}")
-    if errors:
-        shown = sorted(set(errors))[:5]
-        failures.append(f"{len(errors)} load-test errors, e.g.: " + "; ".join(shown))
+    print(f"   conditions: stand-in grpc_max_threads {args.server_threads}, TF threads default; "
+          f"{cores} CPU cores ({cpu_model()}) shared by clients and server")
+    print(f"   {'client style':40s}{'channels':>9s}{'served':>8s}{'req/s':>8s}{'p50 ms':>8s}"
+          f"{'p99 ms':>8s}{'errors':>7s}")
+    for style, (served, load_s, load_ms, errors) in loads.items():
+        channels = 1 if style == "shared" else args.clients
+        print(f"   {LOAD_STYLES[style]:40s}{channels:9d}{served:8d}{served / load_s:8.1f}"
+              f"{load_ms[0]:8.1f}{load_ms[1]:8.1f}{len(errors):7d}")
+        if errors:
+            shown = sorted(set(errors))[:5]
+            failures.append(f"{style}: {len(errors)} load-test errors, e.g.: " + "; ".join(shown))
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if failures else 0

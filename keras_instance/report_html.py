@@ -2,14 +2,17 @@
 
 For sampled test captions: the query and its top-5 images (thumbnails, scores, the right image
 marked); for sampled test images: the top-5 captions (the right ones marked); recall@K curves for
-both directions (K = 1..50) and the training curves from each stage's log.csv. Thumbnails are
-small JPEG copies in `report/thumbs/` and plots PNGs in `report/`, so the folder opens from disk
-and can be moved or zipped as a whole. Ranking ties follow retrieval.py: lower gallery index first.
+both directions (K = 1..50) and the training curves from each stage's log.csv. Thumbnails (small
+JPEGs) and plots are embedded as base64 data URIs, so index.html alone opens anywhere (mailed,
+copied out of the run folder); the plots are also saved beside it as PNGs for reuse. Ranking ties
+follow retrieval.py: lower gallery index first.
 """
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
+import io
 import glob
 import html
 import os
@@ -25,6 +28,7 @@ from keras_instance.data.records import split_records
 TOP = 5
 MAX_K = 50
 THUMB_SIZE = 128
+RECALL_Y_TOP = 103  # headroom: a curve at 100 % stays visible under the plot's top border
 
 
 @dataclasses.dataclass
@@ -67,18 +71,33 @@ def recall_curve(ranks: np.ndarray, max_k: int = MAX_K) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- files
-def _thumbnail(src: str, out_dir: str, index: int) -> str:
-    """Small JPEG copy of image `index` in out_dir/thumbs (made once per report); returns its
-    path relative to out_dir."""
-    from PIL import Image
-    rel = f"thumbs/{index:06d}.jpg"
-    dest = os.path.join(out_dir, rel)
-    if not os.path.exists(dest):
-        with Image.open(src) as im:
-            im = im.convert("RGB")
-            im.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            im.save(dest, "JPEG", quality=85)
-    return rel
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+class Thumbnails:
+    """Small JPEG data URIs of gallery images, each made once per report (an image may show up
+    in many rows)."""
+
+    def __init__(self, size: int = THUMB_SIZE):
+        self.size = size
+        self._made: dict[int, str] = {}
+
+    def __call__(self, src: str, index: int) -> str:
+        if index not in self._made:
+            from PIL import Image
+            with Image.open(src) as im:
+                im = im.convert("RGB")
+                im.thumbnail((self.size, self.size))
+                buffer = io.BytesIO()
+                im.save(buffer, "JPEG", quality=85)
+            self._made[index] = data_uri(buffer.getvalue(), "image/jpeg")
+        return self._made[index]
+
+
+def _png_uri(path: str) -> str:
+    with open(path, "rb") as f:
+        return data_uri(f.read(), "image/png")
 
 
 def _plt():
@@ -95,7 +114,8 @@ def plot_recall_curves(curves: dict[str, np.ndarray], path: str) -> str:
         ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
     ax.set_xlabel("K")
     ax.set_ylabel("Recall@K (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, RECALL_Y_TOP)
+    ax.set_yticks(range(0, 101, 20))
     ax.set_xlim(1, max(len(c) for c in curves.values()))
     ax.grid(alpha=0.3)
     ax.legend()
@@ -199,25 +219,25 @@ def _esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _image_cell(rel: str, label: str, score: float | None, right: bool, note: str = "") -> str:
+def _image_cell(uri: str, label: str, score: float | None, right: bool, note: str = "") -> str:
     mark = '<span class="mark" data-right="1">&#10003; right image</span><br>' if right else ""
     score_txt = f'<span class="score">score {score:.3f}</span>' if score is not None else ""
-    return (f'<td class="{"right" if right else ""}">{note}<img class="thumb" src="{_esc(rel)}" '
+    return (f'<td class="{"right" if right else ""}">{note}<img class="thumb" src="{_esc(uri)}" '
             f'alt="{_esc(label)}" title="{_esc(label)}">{mark}{score_txt}</td>')
 
 
-def text_query_rows(emb: SplitEmbeddings, queries, out_dir: str, top: int = TOP) -> str:
+def text_query_rows(emb: SplitEmbeddings, queries, thumbs: Thumbnails, top: int = TOP) -> str:
     rows = []
     for q in queries:
         scores = emb.image_emb @ emb.text_emb[q]
         best = ranked(scores, top)
         right = emb.image_labels == emb.text_labels[q]
         rank = int(retrieval.first_hit_ranks(scores[None], right[None])[0])
-        cells = [_image_cell(_thumbnail(emb.records[g].image_path, out_dir, g),
+        cells = [_image_cell(thumbs(emb.records[g].image_path, g),
                              emb.records[g].image_id, float(scores[g]), bool(right[g]))
                  for g in best]
         own = int(emb.caption_image[q])
-        cells.append(_image_cell(_thumbnail(emb.records[own].image_path, out_dir, own),
+        cells.append(_image_cell(thumbs(emb.records[own].image_path, own),
                                  emb.records[own].image_id, float(scores[own]), False))
         rows.append(f'<tr data-rank="{rank}"><td class="query">{_esc(emb.captions[q])}'
                     f'<br><span class="score">right image at rank {rank}</span></td>'
@@ -227,14 +247,14 @@ def text_query_rows(emb: SplitEmbeddings, queries, out_dir: str, top: int = TOP)
     return f'<table id="text-query-table">{head}{"".join(rows)}</table>'
 
 
-def image_query_rows(emb: SplitEmbeddings, queries, out_dir: str, top: int = TOP) -> str:
+def image_query_rows(emb: SplitEmbeddings, queries, thumbs: Thumbnails, top: int = TOP) -> str:
     rows = []
     for q in queries:
         scores = emb.text_emb @ emb.image_emb[q]
         best = ranked(scores, top)
         right = emb.text_labels == emb.image_labels[q]
         rank = int(retrieval.first_hit_ranks(scores[None], right[None])[0])
-        thumb = _thumbnail(emb.records[q].image_path, out_dir, q)
+        thumb = thumbs(emb.records[q].image_path, q)
         items = []
         for g in best:
             mark = '<span class="mark" data-right="1">&#10003;</span> ' if right[g] else ""
@@ -252,11 +272,12 @@ def image_query_rows(emb: SplitEmbeddings, queries, out_dir: str, top: int = TOP
 def write_report(config: Config, dual, vocab: text.Vocabulary, records, split: str = "test",
                  out_dir: str | None = None, num_queries: int = 10, seed: int = 0,
                  title: str = "", log=print) -> str:
-    """Write the report folder; returns the path of its index.html."""
+    """Write the report folder; returns the path of its index.html (self-contained)."""
     out_dir = out_dir or os.path.join(config.workdir, "report")
-    thumbs = os.path.join(out_dir, "thumbs")
-    shutil.rmtree(thumbs, ignore_errors=True)  # thumbnails of an earlier report/split are stale
-    os.makedirs(thumbs)
+    os.makedirs(out_dir, exist_ok=True)
+    # Earlier reports kept thumbnails in report/thumbs/: stale now, and no longer read.
+    shutil.rmtree(os.path.join(out_dir, "thumbs"), ignore_errors=True)
+    thumbs = Thumbnails()
     emb = embed_split(config, dual, vocab, records, split)
     log(f"report: {len(emb.records)} images, {len(emb.captions)} captions of the {split} split")
     result = retrieval.evaluate_protocol(config.protocol, emb.image_emb, emb.text_emb,
@@ -267,10 +288,10 @@ def write_report(config: Config, dual, vocab: text.Vocabulary, records, split: s
     if config.protocol != "cuhk":  # CUHK-PEDES has text queries only
         curves["image→text"] = recall_curve(retrieval.first_hit_ranks_by_label(
             scores.T, emb.image_labels, emb.text_labels), min(MAX_K, len(emb.captions)))
-    plot_recall_curves(curves, os.path.join(out_dir, "recall_curves.png"))
+    recall_png = _png_uri(plot_recall_curves(curves, os.path.join(out_dir, "recall_curves.png")))
     logs = read_training_logs(config.workdir)
-    if logs:
-        plot_training_curves(logs, os.path.join(out_dir, "training_curves.png"))
+    training_png = _png_uri(plot_training_curves(
+        logs, os.path.join(out_dir, "training_curves.png"))) if logs else None
 
     rng = np.random.default_rng(seed)
     text_queries = np.sort(rng.choice(len(emb.captions), min(num_queries, len(emb.captions)),
@@ -282,7 +303,7 @@ def write_report(config: Config, dual, vocab: text.Vocabulary, records, split: s
             f"<td>{c[k - 1]:.1f}</td>" if k <= len(c) else "<td>&ndash;</td>"
             for k in (1, 5, 10, 50)) + "</tr>"
         for name, c in curves.items())
-    training = (f'<img id="training-curves" src="training_curves.png" alt="training curves">'
+    training = (f'<img id="training-curves" src="{training_png}" alt="training curves">'
                 if logs else "<p>No training logs (stage*/log.csv) in the workdir.</p>")
     body = f"""
 <h1>Retrieval report: {_esc(config.dataset)} {_esc(split)} split</h1>
@@ -291,12 +312,12 @@ def write_report(config: Config, dual, vocab: text.Vocabulary, records, split: s
 <pre>{_esc(retrieval.format_table(result))}</pre></section>
 <section id="text-queries"><h2>Text → image: {len(text_queries)} sampled captions</h2>
 <p>Top-{TOP} images of the {len(emb.records)} test images; green = the caption's own image.</p>
-{text_query_rows(emb, text_queries, out_dir)}</section>
+{text_query_rows(emb, text_queries, thumbs)}</section>
 <section id="image-queries"><h2>Image → text: {len(image_queries)} sampled images</h2>
 <p>Top-{TOP} captions of the {len(emb.captions)} test captions.</p>
-{image_query_rows(emb, image_queries, out_dir)}</section>
+{image_query_rows(emb, image_queries, thumbs)}</section>
 <section id="recall-curves"><h2>Recall@K, K = 1..{max(len(c) for c in curves.values())}</h2>
-<img id="recall-curve-plot" src="recall_curves.png" alt="recall curves">
+<img id="recall-curve-plot" src="{recall_png}" alt="recall curves">
 <table id="recall-table"><tr><th>direction</th><th>R@1</th><th>R@5</th><th>R@10</th>
 <th>R@50</th></tr>{curve_rows}</table></section>
 <section id="training-curves-section"><h2>Training curves</h2>{training}</section>

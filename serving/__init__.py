@@ -1,6 +1,7 @@
 """Serving side of keras-instance: TF Serving configuration, a gRPC client, a stand-in server.
 
 Production serves `exports/` with the `tensorflow/serving` image (see serving/README.md).
-`serving.client` talks to any server speaking TF Serving's gRPC API; `serving.standin_server`
-speaks that API for machines where tensorflow/serving cannot run.
+`serving.client` talks to any server speaking TF Serving's gRPC API (without importing
+TensorFlow: `serving.protos`, `serving.tensors`); `serving.standin_server` speaks that API for
+machines where tensorflow/serving cannot run.
 """

@@ -1,38 +1,38 @@
 """gRPC client for TF Serving (or the stand-in): `python -m serving.client --text "a red car"`.
 
-Built on tensorflow-serving-api's `PredictionServiceStub`. Examples:
+Examples:
 
-    python -m serving.client --text "a dog runs on the grass"            # text_encoder
-    python -m serving.client --image photo.jpg --embed                    # every value
-    python -m serving.client --model text_to_image --text "a red car"     # top-k ids + scores
+    python -m serving.client --text "a dog runs on the grass"            # text_to_image: top-k
+    python -m serving.client --image photo.jpg                            # image_to_text: top-k
+    python -m serving.client --text "a red car" --embed                   # text_encoder: embedding
     python -m serving.client --text "..." --model_version 3               # or --version_label stable
+    python -m serving.client --status --metadata --model text_encoder     # versions, signatures
 
 Every output tensor of the signature is printed (string tensors decoded): an embedding as a
 summary (`--embed` prints all values), outputs that share a [queries, k] shape (top-k ids,
-captions, scores) as one ranked table per query.
+captions, scores) as one ranked table per query. `--status` and `--metadata` print the model's
+versions (ModelService.GetModelStatus) and signatures (GetModelMetadata) instead of querying;
+without --model they ask about the four default models.
 
 Exit status: 0 served; 1 the server answered with an error or could not be reached (one line on
 stderr says which); 2 a bad command line or an unreadable input file.
 
+TensorFlow is never imported (serving/protos.py, serving/tensors.py): a call takes ~0.3 s.
 Library use (tests, benchmarks): `make_channel`, `prediction_stub`, `model_stub`, `predict`,
 `predict_response`, `get_metadata`, `get_status`, `describe_error`, `run`.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Iterable, Mapping
 
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
-
 import grpc
 import numpy as np
-# (tensorflow-serving-api's protos import TensorFlow.)
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+
+from serving import tensors
+from serving.protos import (get_model_metadata_pb2, get_model_status_pb2,  # TF left unloaded
+                            model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
 DEFAULT_SERVER = "localhost:8500"
 DEFAULT_DEADLINE_S = 10.0
@@ -42,6 +42,7 @@ DEFAULT_SIGNATURE = "serving_default"
 # Default models: a query returns the top-k gallery matches; --embed asks the encoders instead.
 QUERY_DEFAULTS = {"text": ("text_to_image", "sentences"), "image": ("image_to_text", "images")}
 EMBED_DEFAULTS = {"text": ("text_encoder", "sentences"), "image": ("image_encoder", "images")}
+DEFAULT_MODELS = [m for m, _ in (*QUERY_DEFAULTS.values(), *EMBED_DEFAULTS.values())]
 
 EXIT_OK, EXIT_RPC_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -79,27 +80,12 @@ def _fill_model_spec(spec, model: str, version: int | None, label: str | None,
 
 def to_tensor_proto(value):
     """A TensorProto from an array or a (nested) list; str is sent as UTF-8 bytes (DT_STRING)."""
-    import tensorflow as tf
-    if isinstance(value, (str, bytes)):
-        value = [value]
-    array = np.asarray(value, dtype=object) if _is_text(value) else np.asarray(value)
-    if array.dtype.kind == "U":
-        array = array.astype(object)
-    if array.dtype == object:
-        array = np.vectorize(lambda v: v.encode("utf-8") if isinstance(v, str) else v,
-                             otypes=[object])(array) if array.size else array
-    return tf.make_tensor_proto(array)
-
-
-def _is_text(value) -> bool:
-    while isinstance(value, (list, tuple)) and value:
-        value = value[0]
-    return isinstance(value, (str, bytes))
+    return tensors.to_tensor_proto(value)
 
 
 def from_tensor_proto(proto) -> np.ndarray:
-    import tensorflow as tf
-    return tf.make_ndarray(proto)
+    """The numpy array of an output TensorProto (strings as bytes, in an object array)."""
+    return tensors.from_tensor_proto(proto)
 
 
 def predict_response(stub, model: str, inputs: Mapping[str, object], version: int | None = None,
@@ -248,6 +234,81 @@ def format_outputs(outputs: Mapping[str, np.ndarray], queries: list[str] | None 
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- status, metadata
+
+def _code_name(code: int) -> str:
+    return next((c.name for c in grpc.StatusCode if c.value[0] == code), f"code {code}")
+
+
+def format_status(model: str, statuses: list[dict]) -> str:
+    """GetModelStatus as text: one line per version, with its state and any load error."""
+    lines = [f"model {model}: status"]
+    for s in statuses:
+        line = f"  version {s['version']}: {s['state']}"
+        if s["error_code"]:
+            line += f" ({_code_name(s['error_code'])}: {s['error_message']})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _shape(shape) -> str:
+    if shape.unknown_rank:
+        return "[unknown rank]"
+    return "[" + ", ".join("None" if d.size < 0 else str(d.size) for d in shape.dim) + "]"
+
+
+def format_metadata(model: str, version: int, signatures: Mapping) -> str:
+    """The signatures of GetModelMetadata as text: each input and output, dtype and shape
+    (None: any size). The SavedModel's internal `__saved_model_init_op` is left out."""
+    lines = [f"model {model} version {version}: signatures"]
+    for key in sorted(k for k in signatures if not k.startswith("__saved_model")):
+        sig = signatures[key]
+        lines.append(f"  {key} ({sig.method_name or 'no method name'})")
+        for kind, infos in (("input ", sig.inputs), ("output", sig.outputs)):
+            for name in sorted(infos):
+                info = infos[name]
+                lines.append(f"    {kind} {name}: {tensors.dtype_name(info.dtype)} "
+                             f"{_shape(info.tensor_shape)}")
+    return "\n".join(lines)
+
+
+def inspect_models(server: str, models: list[str] | None, status: bool, metadata: bool,
+                   version: int | None = None, label: str | None = None,
+                   deadline_s: float = DEFAULT_DEADLINE_S,
+                   max_message_mb: float = DEFAULT_MAX_MESSAGE_MB, out=None, err=None) -> int:
+    """`--status` / `--metadata`: print them for `models` (None: the four default models, where
+    one the server does not know is a line, not an error); returns the exit status."""
+    out, err = out or sys.stdout, err or sys.stderr
+    names = models or DEFAULT_MODELS
+    channel = make_channel(server, max_message_mb)
+    served = 0
+    try:
+        for name in names:
+            try:
+                if status:
+                    print(format_status(name, get_status(model_stub(channel), name, version,
+                                                         label, deadline_s)), file=out)
+                if metadata:
+                    served_version, signatures = get_metadata(prediction_stub(channel), name,
+                                                              version, label, deadline_s)
+                    print(format_metadata(name, served_version, signatures), file=out)
+                served += 1
+            except grpc.RpcError as e:
+                if models is None and e.code() == grpc.StatusCode.NOT_FOUND:
+                    print(f"model {name}: not served on {server}", file=out)
+                    continue
+                print(f"error: {describe_error(e, server, name, version, label, deadline_s)}",
+                      file=err)
+                return EXIT_RPC_ERROR
+    finally:
+        channel.close()
+    if not served:
+        print(f"error: {server} serves none of the default models {', '.join(names)}: name "
+              f"yours with --model", file=err)
+        return EXIT_RPC_ERROR
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- the program
 
 def run(server: str = DEFAULT_SERVER, texts: list[str] | None = None,
@@ -255,16 +316,24 @@ def run(server: str = DEFAULT_SERVER, texts: list[str] | None = None,
         version: int | None = None, label: str | None = None,
         deadline_s: float = DEFAULT_DEADLINE_S, max_message_mb: float = DEFAULT_MAX_MESSAGE_MB,
         embed: bool = False, signature_name: str = DEFAULT_SIGNATURE,
-        out=None, err=None) -> int:
+        status: bool = False, metadata: bool = False, out=None, err=None) -> int:
     """The client program without flag parsing; returns the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
     texts, images = list(texts or []), list(images or [])
-    if bool(texts) == bool(images):
-        print("error: give --text or --image (one kind per request)", file=err)
-        return EXIT_USAGE
     if version is not None and label:
         print("error: give --model_version or --version_label, not both", file=err)
+        return EXIT_USAGE
+    if status or metadata:
+        if texts or images:
+            print("error: --status and --metadata ask about a model (--model); give them "
+                  "without --text/--image", file=err)
+            return EXIT_USAGE
+        return inspect_models(server, [model] if model else None, status, metadata, version,
+                              label, deadline_s, max_message_mb, out, err)
+    if bool(texts) == bool(images):
+        print("error: give --text or --image (one kind per request), or --status/--metadata",
+              file=err)
         return EXIT_USAGE
     kind = "text" if texts else "image"
     default_model, default_input = (EMBED_DEFAULTS if embed else QUERY_DEFAULTS)[kind]
@@ -304,8 +373,12 @@ def run(server: str = DEFAULT_SERVER, texts: list[str] | None = None,
 def _define_flags():
     from absl import flags
     flags.DEFINE_string("server", DEFAULT_SERVER, "host:port of TF Serving's gRPC endpoint.")
-    flags.DEFINE_multi_string("text", [], "A sentence to query with (repeat for a batch).")
-    flags.DEFINE_multi_string("image", [], "A JPEG/PNG file to query with (repeat for a batch).")
+    flags.DEFINE_multi_string("text", [], "A sentence to query with (repeat for a batch): "
+                              "top-k images from text_to_image; with --embed, its embedding "
+                              "from text_encoder")
+    flags.DEFINE_multi_string("image", [], "A JPEG/PNG file to query with (repeat for a batch): "
+                              "top-k captions from image_to_text; with --embed, its embedding "
+                              "from image_encoder")
     flags.DEFINE_string("model", None, "Model name; default text_to_image for --text and "
                         "image_to_text for --image (top-k matches); with --embed, "
                         "text_encoder / image_encoder.")
@@ -318,6 +391,12 @@ def _define_flags():
                        "gRPC max send/receive message size in MiB (gRPC's default is 4).")
     flags.DEFINE_boolean("embed", False, "Ask the encoder for the embedding (every value "
                          "printed) instead of the top-k matches.")
+    flags.DEFINE_boolean("status", False, "Instead of a query: print each version of --model "
+                         "and its state (ModelService.GetModelStatus); without --model, of "
+                         f"{', '.join(DEFAULT_MODELS)}.")
+    flags.DEFINE_boolean("metadata", False, "Instead of a query: print the signatures of "
+                         "--model, each input and output with dtype and shape "
+                         "(GetModelMetadata); without --model, as --status.")
     return flags.FLAGS
 
 
@@ -329,7 +408,7 @@ def main(argv):
     return run(server=f.server, texts=f.text, images=f.image, model=f.model,
                input_name=f.input_name, version=f.model_version, label=f.version_label,
                deadline_s=f.deadline_s, max_message_mb=f.max_message_mb, embed=f.embed,
-               signature_name=f.signature_name)
+               signature_name=f.signature_name, status=f.status, metadata=f.metadata)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ unchanged against either:
   unknown version label, wrong input names, dtypes or shapes, undecodable tensors, and
   InvalidArgumentError raised by the model → INVALID_ARGUMENT with the message; other TensorFlow
   errors keep their code; anything unexpected → INTERNAL. A bad request never stops the server.
+* Each failed request is logged as one line: `predict #N MODEL, inputs NAME: DTYPE[SHAPE] failed:
+  CODE: message`. Native stderr (libjpeg's "Unsupported marker type 0x14" while decoding a corrupt
+  JPEG, TF C++ logs) is printed with the request that was running (serving/native_stderr.py;
+  `--noannotate_native_stderr` leaves it raw).
 * REST (`--rest_port`): GET /v1/models/NAME[/versions/V|/labels/L][/metadata], POST
   /v1/models/NAME[...]:predict with the `instances` (row) or `inputs` (columnar) forms and
   {"b64": ...} for bytes; GET /monitoring/prometheus/metrics (request counts).
@@ -36,6 +40,7 @@ import base64
 import collections
 import concurrent.futures
 import http.server
+import itertools
 import json
 import os
 import re
@@ -58,11 +63,17 @@ from tensorflow_serving.config import model_server_config_pb2
 import tensorflow as tf  # noqa: E402  (after the protos, which import it anyway)
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 
+from serving.native_stderr import NativeStderr  # noqa: E402
+
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 State = get_model_status_pb2.ModelVersionStatus.State
 OK_CODE = 0
+# Native stderr (libjpeg's "Unsupported marker type ...") printed with the request that caused
+# it; active once main() has called NATIVE.capture().
+NATIVE = NativeStderr()
+_request_ids = itertools.count(1)
 
 
 class ServingError(Exception):
@@ -369,8 +380,10 @@ class ModelRegistry:
             model.status[version] = (State.LOADING, OK_CODE, "")
         start = time.perf_counter()
         try:
-            loaded = LoadedVersion(model.name, version, path)
-            warmed = loaded.warm_up() if self.enable_warmup else 0
+            with NATIVE.request(f"load-{next(_request_ids)}",
+                                f"loading {model.name} version {version} from {path}"):
+                loaded = LoadedVersion(model.name, version, path)
+                warmed = loaded.warm_up() if self.enable_warmup else 0
         except Exception as e:
             code = e.error_code if isinstance(e, tf.errors.OpError) else grpc.StatusCode.UNKNOWN.value[0]
             detail = clean_tf_message(e.message) if isinstance(e, tf.errors.OpError) else \
@@ -559,11 +572,17 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def _call(fn, metrics: Metrics | None, api: str, model: str):
-    """Runs one request: returns (response, None) or (None, ServingError). Never raises."""
+def _call(fn, metrics: Metrics | None, api: str, model: str, what: str = ""):
+    """Runs one request: returns (response, None) or (None, ServingError). Never raises.
+
+    Each request gets a number; a failure is logged as one line naming it, its model and inputs
+    (`what`) and the error, and native stderr written meanwhile carries the same words."""
     start = time.perf_counter()
+    number = next(_request_ids)
+    description = f"{api} #{number} {what or model or ''}".strip()
     try:
-        result, error = fn(), None
+        with NATIVE.request(str(number), description):
+            result, error = fn(), None
     except ServingError as e:
         result, error = None, e
     except tf.errors.OpError as e:
@@ -571,13 +590,47 @@ def _call(fn, metrics: Metrics | None, api: str, model: str):
     except (TypeError, ValueError) as e:  # the signature refused the inputs
         result, error = None, ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(e))
     except Exception as e:  # noqa: BLE001 — the server must survive any request
-        logging.exception("unexpected error in %s", api)
+        logging.exception("unexpected error in %s", description)
         result, error = None, ServingError(grpc.StatusCode.INTERNAL,
                                            f"{type(e).__name__}: {e}")
+    if error is not None:
+        logging.warning("%s failed: %s: %s", description, error.code.name,
+                        " ".join(error.message.split())[:500])
     if metrics is not None:
         metrics.record(api, model, error.code if error else grpc.StatusCode.OK,
                        time.perf_counter() - start)
     return result, error
+
+
+def describe_request(request) -> str:
+    """'image_encoder version 2, inputs images: string[3]': model, version choice and inputs.
+    Never raises (it runs before `_call` guards the request)."""
+    try:
+        return _describe(request)
+    except Exception:  # noqa: BLE001 — a description must not fail a request
+        return "(undescribable request)"
+
+
+def _describe(request) -> str:
+    spec = request.model_spec
+    choice = spec.WhichOneof("version_choice")
+    words = spec.name + (f" version {spec.version.value}" if choice == "version" else
+                         f" label {spec.version_label}" if choice == "version_label" else "")
+    if spec.signature_name and spec.signature_name != DEFAULT_SIGNATURE:
+        words += f" signature {spec.signature_name}"
+    inputs = getattr(request, "inputs", None)
+    if inputs:
+        words += ", inputs " + ", ".join(
+            f"{name}: {_dtype_name(t.dtype)}{[d.size for d in t.tensor_shape.dim]}"
+            for name, t in sorted(inputs.items()))
+    return words
+
+
+def _dtype_name(dtype: int) -> str:
+    try:
+        return tf.dtypes.as_dtype(dtype).name
+    except (TypeError, ValueError):
+        return f"dtype {dtype}"
 
 
 # ------------------------------------------------------------------------------------ gRPC
@@ -588,12 +641,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request, context):
         result, error = _call(lambda: self.registry.resolve(request.model_spec).predict(request),
-                              self.metrics, "predict", request.model_spec.name)
+                              self.metrics, "predict", request.model_spec.name,
+                              describe_request(request))
         return _reply(context, result, error, predict_pb2.PredictResponse)
 
     def GetModelMetadata(self, request, context):
         result, error = _call(lambda: self.registry.metadata(request), self.metrics,
-                              "metadata", request.model_spec.name)
+                              "metadata", request.model_spec.name, describe_request(request))
         return _reply(context, result, error, get_model_metadata_pb2.GetModelMetadataResponse)
 
 
@@ -603,7 +657,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request, context):
         result, error = _call(lambda: self.registry.status(request.model_spec), self.metrics,
-                              "status", request.model_spec.name)
+                              "status", request.model_spec.name, describe_request(request))
         return _reply(context, result, error, get_model_status_pb2.GetModelStatusResponse)
 
     def HandleReloadConfigRequest(self, request, context):
@@ -863,7 +917,8 @@ def make_rest_handler(registry: ModelRegistry, metrics: Metrics | None = None,
                 raise ServingError(grpc.StatusCode.NOT_FOUND,
                                    f"Malformed request: {method} {self.path}")
 
-            result, error = _call(work, metrics, "rest", "")
+            result, error = _call(work, metrics, "rest", "",
+                                  f"{method} {self.path.split('?', 1)[0][:200]}")
             if error is not None:
                 if method == "POST":  # drain an unread body so the connection stays usable
                     self.close_connection = True
@@ -926,12 +981,17 @@ def _define_flags():
     flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0, "TF inter-op threads (0: auto).")
     flags.DEFINE_integer("grpc_max_threads", 16, "gRPC worker threads.")
     flags.DEFINE_integer("max_message_mb", 2047, "gRPC max message size in MiB (-1: no limit).")
+    flags.DEFINE_boolean("annotate_native_stderr", True,
+                         "Print native libraries' stderr (libjpeg's warnings, TF C++ logs) with "
+                         "the request that was running (serving/native_stderr.py).")
     return flags.FLAGS
 
 
 def main(argv):
     del argv
     f = FLAGS
+    if f.annotate_native_stderr:
+        NATIVE.capture()
     if f.tensorflow_intra_op_parallelism:
         tf.config.threading.set_intra_op_parallelism_threads(f.tensorflow_intra_op_parallelism)
     if f.tensorflow_inter_op_parallelism:

@@ -295,3 +295,17 @@ def test_server_is_still_running(server, model):
     with open(server["log_path"], errors="replace") as f:
         log = f.read()
     assert "unexpected error" not in log and "Traceback" not in log, log[-3000:]
+    # libjpeg writes its complaints about the corrupt JPEGs ("Corrupt JPEG data: ...", "Input
+    # file read error", "Unsupported marker type 0x14") straight to fd 2: no line may come
+    # without context. Log records ("W1130 12:00:00.1 ...] predict #7 ... failed: ...") and
+    # TensorFlow's C++ lines from before the server started are the only other lines.
+    record = re.compile(r"[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] ")
+    bare = [line for line in log.splitlines() if line and not record.match(line)
+            and not line.startswith("standin_server: ")
+            and "before absl::InitializeLog() is called" not in line]
+    assert not bare, bare
+    native = [line for line in log.splitlines() if line.startswith("standin_server: native")]
+    assert any("Corrupt JPEG data" in line for line in native), log[-3000:]
+    for line in native:
+        assert line.startswith("standin_server: native stderr during predict #"), line
+        assert f"{IMAGE}, inputs images: string[" in line, line

@@ -411,6 +411,82 @@ def test_client_prints_embeddings_and_top_k(server, tmp_path):
     assert "rank  ids  scores" in out and "img" in out and "b'img" not in out
 
 
+def test_client_status_and_metadata(server):
+    code, out, err = run_client(server=server.address, model="text_to_image", status=True,
+                                metadata=True)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "model text_to_image: status",
+        "  version 1: AVAILABLE",
+        "model text_to_image version 1: signatures",
+        "  serving_default (tensorflow/serving/predict)",
+        "    input  sentences: string [None]",
+        "    output ids: string [None, 3]",
+        "    output scores: float32 [None, 3]"]
+    # A version that failed to load: its state and the load error, on one line.
+    code, out, err = run_client(server=server.address, model="broken", status=True)
+    assert code == 0, err
+    assert "  version 1: END (" in out and "broken version 1 failed" in out
+    # Without --model: the four default models; one the server lacks is a line, not an error.
+    code, out, err = run_client(server=server.address, status=True)
+    assert code == 0, err
+    assert "model image_to_text: not served on " + server.address in out
+    for name in ("text_to_image", "text_encoder", "image_encoder"):
+        assert f"model {name}: status\n  version 1: AVAILABLE" in out
+    code, out, err = run_client(server=server.address, model="nope", metadata=True)
+    assert code == client.EXIT_RPC_ERROR and "model 'nope' not found on" in err
+    code, _, err = run_client(server=server.address, texts=["x"], status=True)
+    assert code == client.EXIT_USAGE and "without --text/--image" in err
+
+
+def test_stand_in_log_names_the_request_behind_native_stderr(server):
+    """libjpeg writes "Unsupported marker type 0x.." to fd 2 for a corrupt JPEG: the log must
+    say which request and model it came from, and log the request's failure."""
+    corrupt = b"\xff\xd8\xff a JPEG header, then garbage"
+    for _ in range(2):
+        err = rpc_error(client.predict, server.stub, "image_encoder", {"images": [corrupt]})
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    deadline, native = time.monotonic() + 10, []
+    while time.monotonic() < deadline and len(native) < 2:
+        time.sleep(0.2)
+        native = [line for line in server.log().splitlines() if "marker type" in line]
+    assert len(native) >= 2, server.log()
+    context = "standin_server: native stderr during predict #"
+    for line in native:
+        assert line.startswith(context), line
+        assert "image_encoder, inputs images: string[1]: Unsupported marker type" in line, line
+        number = line[len(context):].split()[0]
+        assert f"predict #{number} image_encoder, inputs images: string[1] failed: " \
+               f"INVALID_ARGUMENT: " in server.log(), (number, server.log())
+    server.assert_alive()
+
+
+def test_native_stderr_forwarder_names_the_requests_in_flight():
+    """The forwarder alone: markers from concurrent requests, repeated lines, text outside any
+    request, a line cut short by a marker, and text left at exit (a crash message)."""
+    from serving import native_stderr
+    mark = native_stderr.MARK
+    stream = b"".join([
+        mark, b"+1 predict #1 image_encoder\n", b"Unsupported marker type 0x14\n" * 2,
+        mark, b"+2 predict #2 text_encoder\n", b"both in flight\n", mark, b"-1\n",
+        b"only two\n", mark, b"-2\n", b"outside\n", b"partial", mark, b"+3 loading m\n",
+        mark, b"-3\n", b"F1130 crash at exit"])
+    read_end, write_end = os.pipe()
+    os.write(write_end, stream)
+    os.close(write_end)
+    out = io.StringIO()
+    with os.fdopen(read_end, "rb") as source:
+        native_stderr.forward(source, out)
+    prefix = "standin_server: native stderr"
+    assert out.getvalue().splitlines() == [
+        f"{prefix} during predict #1 image_encoder: Unsupported marker type 0x14 (2 lines alike)",
+        f"{prefix} during predict #1 image_encoder; predict #2 text_encoder: both in flight",
+        f"{prefix} during predict #2 text_encoder: only two",
+        f"{prefix} (no request in flight): outside",
+        f"{prefix} (no request in flight): partial",
+        f"{prefix} (no request in flight): F1130 crash at exit"]
+
+
 def test_client_error_messages(server, tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     code, _, err = run_client(server=dead, texts=["x"], deadline_s=5)
@@ -473,6 +549,17 @@ def test_client_command_line(server):
     out, err = down.communicate(timeout=120)
     assert down.returncode == 1
     assert f"error: no server at {dead}: is tensorflow/serving running?" in err
+    status = subprocess.run([sys.executable, "-m", "serving.client", f"--server={server.address}",
+                             "--status", "--model=text_encoder"], cwd=ROOT, env=ENV, text=True,
+                            capture_output=True, timeout=120)
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert status.stdout == "model text_encoder: status\n  version 1: AVAILABLE\n"
+    usage = subprocess.run([sys.executable, "-m", "serving.client", "--help"], cwd=ROOT, env=ENV,
+                           text=True, capture_output=True, timeout=120)
+    # What --help says a query goes to (the docstring once said text_encoder for --text).
+    assert '--text "a dog runs on the grass"            # text_to_image' in usage.stdout
+    assert "--embed                   # text_encoder" in usage.stdout
+    assert "--status" in usage.stdout and "--metadata" in usage.stdout
 
 
 # ----------------------------------------------------------------------------- REST
