@@ -4,6 +4,7 @@ Importing the package registers its Keras classes, so its `.keras` files (`image
 `text_encoder.keras`, `model.keras`) load with `keras.models.load_model` (safe_mode on) after
 `import keras_instance`.
 """
+from keras_instance import _startup  # noqa: F401  (first: TensorFlow without start-up noise)
 from keras_instance import backbones as _backbones  # noqa: F401  (registers PixelPreprocess)
 from keras_instance import encoders as _encoders  # noqa: F401  (ImageEncoder, TextEncoder)
 from keras_instance import text_branch as _text_branch  # noqa: F401  (registers WordEmbedding)

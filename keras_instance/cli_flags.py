@@ -6,13 +6,14 @@ workflow. The library never reads these: programs call `config_from_flags()` and
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 
 from absl import flags
 
 from keras_instance.config import (CLASSIFIER_INITS, DECAYED, DEFAULT_LR_MULTIPLIERS, NEGATIVES,
-                                   TEST_FEATURES, TEST_GEOMETRIES, TEST_TIME_FIELDS,
-                                   TEXT_LAYOUTS, Config)
+                                   RUN_FIELDS, TEST_FEATURES, TEST_GEOMETRIES, TEST_TIME_FIELDS,
+                                   TEXT_LAYOUTS, Config, flag_text)
 
 _D = Config()
 
@@ -137,6 +138,11 @@ def _multipliers(overrides: list[str]) -> dict:
 
 
 def config_from_flags() -> Config:
+    """The Config the flags describe, validated."""
+    return _config_from_flags().validate()
+
+
+def _config_from_flags() -> Config:
     weights = FLAGS.backbone_weights
     config = dataclasses.replace(
         _D,
@@ -170,7 +176,7 @@ def config_from_flags() -> Config:
         test_flip_sum=FLAGS.test_flip_sum, test_shift_sum=FLAGS.test_shift_sum,
         test_feature=FLAGS.test_feature, test_geometry=FLAGS.test_geometry,
         test_short_side=FLAGS.test_short_side, eval_batch_size=FLAGS.eval_batch_size)
-    return config.validate()
+    return config
 
 
 def user_errors():
@@ -195,3 +201,31 @@ TEST_TIME_FLAGS = tuple(f for f in TEST_TIME_FIELDS if f not in ("protocol", "ev
 def present_overrides(names) -> dict:
     """The named flags the user actually set: they override a workdir's saved config."""
     return {name: getattr(FLAGS, name) for name in names if FLAGS[name].present}
+
+
+def load_run(overridable, stage: int | None = None):
+    """The trained run of --workdir, with the `overridable` (test-time) flags the user set.
+
+    A program that loads a trained run uses its data and architecture; a flag that asks for
+    other ones (on the command line or in a --flagfile) would be ignored, so it is refused.
+    """
+    from keras_instance import trained
+    run = trained.load_trained(FLAGS.workdir, present_overrides(overridable), stage)
+    check_flags_match_run(run.config)
+    return run
+
+
+def check_flags_match_run(config: Config) -> None:
+    wanted = _config_from_flags()
+    for name in ("data_dir", *RUN_FIELDS):
+        if not FLAGS[name].present:
+            continue
+        mine, theirs = getattr(wanted, name), getattr(config, name)
+        if name == "data_dir":
+            mine, theirs = os.path.realpath(mine), os.path.realpath(theirs)
+        if mine != theirs:
+            raise flags.ValidationError(
+                f"{flag_text(name, getattr(wanted, name))}: this program uses the run's own "
+                f"{flag_text(name, getattr(config, name))} ({config.workdir}/config.json) and "
+                "would ignore the flag; drop it (other data or another architecture needs a run "
+                "trained with them)")

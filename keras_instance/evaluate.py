@@ -22,9 +22,8 @@ def main(argv):
 
 
 def run():
-    from keras_instance import evaluation, retrieval, trained, training
-    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS),
-                               FLAGS.stage)
+    from keras_instance import evaluation, retrieval, training
+    run = cli_flags.load_run(_EVAL_FLAGS, FLAGS.stage)
     config, stage = run.config, run.stage
     records = training.load_records(config)
     result = evaluation.evaluate_split(config, run.dual, run.vocab, records, FLAGS.split)

@@ -42,9 +42,8 @@ def run():
         raise ValueError("--sentence needs --image")
     if FLAGS.image and not os.path.exists(FLAGS.image):
         raise FileNotFoundError(f"--image {FLAGS.image!r} does not exist")
-    from keras_instance import explain_words, trained, training
-    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS),
-                               FLAGS.stage)
+    from keras_instance import explain_words, training
+    run = cli_flags.load_run(_EVAL_FLAGS, FLAGS.stage)
     config, dual, vocab = run.config, run.dual, run.vocab
     print(run.describe())
     if FLAGS.sentence is not None:

@@ -34,8 +34,8 @@ def main(argv):
 
 
 def run():
-    from keras_instance import serving_export, trained
-    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS))
+    from keras_instance import serving_export
+    run = cli_flags.load_run(_EVAL_FLAGS)
     config, dual, vocab = run.config, run.dual, run.vocab
     result = serving_export.export(config, dual, vocab, FLAGS.export_dir, FLAGS.version,
                                    FLAGS.base_path)

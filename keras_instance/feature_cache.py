@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -57,16 +58,29 @@ def compute_features(backbone: keras.Model, image_paths, image_size: int, views:
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(max(batch_size // views, 1))
     ds = ds.prefetch(tf.data.AUTOTUNE)
     predict = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
-    bar = keras.utils.Progbar(len(image_paths), unit_name="image") if progress else None
+    report = _progress(len(image_paths)) if progress else (lambda n: None)
     chunks = []
     for batch in ds:
         n = tf.shape(batch)[0]
         flat = tf.reshape(batch, [-1, image_size, image_size, 3])
         feats = predict(flat).numpy()
         chunks.append(feats.reshape(int(n), views, -1))
-        if bar:
-            bar.add(int(n))
+        report(int(n))
     return np.concatenate(chunks).astype(np.float32)
+
+
+def _progress(total: int):
+    """A progress bar on a terminal; in a redirected log, a plain line every 10 %."""
+    if sys.stdout.isatty():
+        return keras.utils.Progbar(total, unit_name="image").add
+    state = {"done": 0, "shown": 0}
+
+    def add(n):
+        state["done"] += n
+        if state["done"] * 10 // total > state["shown"] or state["done"] == total:
+            state["shown"] = state["done"] * 10 // total
+            print(f"feature cache: {state['done']}/{total} images", flush=True)
+    return add
 
 
 def cached_features(cache_dir: str, backbone: keras.Model, backbone_name: str,

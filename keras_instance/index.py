@@ -37,9 +37,9 @@ def main(argv):
 
 
 def run():
-    from keras_instance import serving_index, trained, training
+    from keras_instance import serving_index, training
     spec = serving_index.GallerySpec.parse(FLAGS.gallery)  # fail fast, before loading a model
-    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS))
+    run = cli_flags.load_run(_EVAL_FLAGS)
     config, dual, vocab = run.config, run.dual, run.vocab
     needs_records = spec.kind == "split" or serving_index.IMAGE_TO_TEXT in FLAGS.models
     records = training.load_records(config) if needs_records else None

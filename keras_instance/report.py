@@ -1,6 +1,7 @@
 """HTML retrieval report: `python -m keras_instance.report --workdir=runs/demo --split=test`.
 
-Writes `<workdir>/report/index.html` (thumbnails and plots beside it; opens from disk) and prints
+Writes `<workdir>/report/index.html`, one self-contained file (thumbnails and plots
+embedded; the plots also beside it as PNGs), and prints
 its path. Uses the workdir's saved config, like evaluate; the evaluation flags (--protocol,
 --test_flip_sum, --test_shift_sum, --test_feature, --eval_batch_size) and --seed (which queries
 are sampled) may override it, so the training flagfile can be passed as it is.
@@ -25,11 +26,10 @@ def main(argv):
 
 
 def run():
-    from keras_instance import report_html, trained, training
+    from keras_instance import report_html, training
     if FLAGS.num_queries < 1:
         raise ValueError(f"--num_queries must be positive, got {FLAGS.num_queries}")
-    run = trained.load_trained(FLAGS.workdir, cli_flags.present_overrides(_EVAL_FLAGS),
-                               FLAGS.stage)
+    run = cli_flags.load_run(_EVAL_FLAGS, FLAGS.stage)
     config = run.config
     seed = FLAGS.seed if FLAGS["seed"].present else config.seed
     records = training.load_records(config)

@@ -5,6 +5,7 @@ What a run folder holds, and the rules that keep it loadable, are `run_folder`'s
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import keras
@@ -283,6 +284,8 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
         f"{'frozen' + (' (cached features)' if use_cache else '') if frozen else 'trainable'}, "
         f"loss weights rank:image:text = {config.loss_weights_for(stage)}, "
         f"dtype policy {trainer.dtype_policy.name}{', XLA' if config.jit_compile else ''}")
+    if verbose == "auto":  # a redirected log gets one line per epoch, not progress-bar escapes
+        verbose = 1 if sys.stdout.isatty() else 2
     start = time.time()
     history = trainer.fit(ds, epochs=epochs, callbacks=_callbacks(folder, callbacks),
                           verbose=verbose, shuffle=False)

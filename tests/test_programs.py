@@ -33,13 +33,27 @@ def test_demo_workflow_with_two_cpu_replicas(tmp_path):
     common = ["--dataset=demo", f"--data_dir={data}", f"--workdir={work}", *TINY]
     out = run("keras_instance.train", *common, "--stage=1", "--num_cpu_replicas=2")
     assert "2 replica(s)" in out.stdout
-    run("keras_instance.train", *common, "--stage=2", "--num_cpu_replicas=2")
+    quiet(out)
+    quiet(run("keras_instance.train", *common, "--stage=2", "--num_cpu_replicas=2"))
     out = run("keras_instance.evaluate", f"--workdir={work}", "--split=test")
     assert "image→text" in out.stdout and "text→image" in out.stdout
+    quiet(out)
+    # flags a trained run cannot honour are refused, not silently ignored
+    for flag in (f"--data_dir={tmp_path}", "--backbone=resnet50", "--embed_dim=32"):
+        bad = run("keras_instance.evaluate", f"--workdir={work}", flag, check=False)
+        assert bad.returncode != 0 and "would ignore the flag" in bad.stderr, bad.stderr[-500:]
+        assert flag.split("=")[0] in bad.stderr.strip().splitlines()[-1]
     with open(os.path.join(work, "eval_test.json")) as f:
         result = json.load(f)
     assert {"i2t", "t2i", "rsum", "protocol", "num_images", "num_captions"} <= set(result)
     assert result["num_images"] == 8 and result["num_captions"] == 40 and result["stage"] == 2
+
+
+def quiet(proc):
+    """No TensorFlow start-up noise (the cuInit E-line on a GPU-less machine, absl's warning),
+    and no progress-bar escapes in a redirected log."""
+    for noise in ("cuInit", "absl::InitializeLog", "E0000", "cpu_feature_guard", "\x1b["):
+        assert noise not in proc.stderr + proc.stdout, (noise, proc.stderr[-1500:])
 
 
 @pytest.mark.parametrize("flag, message", [
