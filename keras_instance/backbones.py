@@ -190,3 +190,72 @@ def _vgg_fc_windows(app: keras.Model, x: tf.Tensor, cells: int) -> tf.Tensor:
     x = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "VALID") + fc1.bias)
     x = tf.tensordot(x, fc2.kernel, 1) + fc2.bias
     return fc2.activation(x)
+
+
+# --- a frozen prefix and a trainable suffix (--finetune_from) ----------------------------------
+
+# First layers of the last blocks: where a split leaves whole blocks on each side (any layer
+# whose input alone determines the rest of the network works).
+SPLIT_EXAMPLES = {
+    "resnet50": ("conv5_block3_1_conv", "conv5_block1_1_conv", "conv4_block6_1_conv"),
+    "resnet152": ("conv5_block3_1_conv", "conv5_block1_1_conv", "conv4_block36_1_conv"),
+    "mobilenet_v2": ("Conv_1", "block_16_expand", "block_15_expand", "block_14_expand"),
+    "vgg19": ("fc1", "block5_conv1"),
+}
+
+
+@dataclasses.dataclass
+class SplitBackbone:
+    """One backbone as prefix (frozen, cacheable) and suffix (trained), sharing its layers."""
+    prefix: keras.Model     # pixels [B, S, S, 3] → feature maps at the split [B, h, w, c]
+    suffix: keras.Model     # those maps → the backbone's pooled feature [B, D]
+    layer: str
+
+    @property
+    def map_shape(self) -> tuple:
+        return tuple(int(d) for d in self.prefix.output.shape[1:])
+
+
+def split_backbone(backbone: keras.Model, backbone_name: str, layer: str,
+                   image_size: int) -> SplitBackbone:
+    """Split `backbone` so that `layer` and everything after it form the suffix.
+
+    The input of `layer` must alone determine the rest of the network (the first layer of a
+    block, not one inside a residual block); the suffix then re-joins to the original output
+    exactly (tests/test_finetune.py checks every backbone).
+    """
+    kind = spec(backbone_name)
+    if kind.kind == "flatten":
+        raise ValueError(f"--finetune_from needs a keras.applications backbone, not "
+                         f"{backbone_name}")
+    app = _application(backbone)
+    examples = ", ".join(SPLIT_EXAMPLES.get(backbone_name, ()))
+    try:
+        target = app.get_layer(layer)
+    except ValueError:
+        raise ValueError(f"--finetune_from={layer}: {backbone_name} has no layer {layer!r}; "
+                         f"split points to try: {examples}") from None
+    if isinstance(target.input, (list, tuple)):
+        raise ValueError(f"--finetune_from={layer}: {layer} has several inputs; split at the "
+                         f"first layer of a block instead, e.g. {examples}")
+    try:
+        suffix = keras.Model(target.input, app.output, name=f"suffix_from_{layer}")
+    except ValueError:
+        raise ValueError(f"--finetune_from={layer}: the network after {layer} also needs "
+                         f"tensors from before it (a split inside a residual block); split at "
+                         f"the first layer of a block instead, e.g. {examples}") from None
+    pixels = keras.Input(shape=(image_size, image_size, 3), name="pixels")
+    trunk = keras.Model(app.input, target.input, name=f"prefix_to_{layer}")
+    prefix = keras.Model(pixels, trunk(backbone.get_layer("preprocess")(pixels)),
+                         name=f"prefix_to_{layer}_from_pixels")
+    return SplitBackbone(prefix, suffix, layer)
+
+
+def freeze_prefix(split: SplitBackbone) -> None:
+    """Only the suffix trains: prefix layers frozen (their BN in inference mode), suffix not."""
+    suffix_layers = {id(layer) for layer in split.suffix.layers}
+    for layer in split.prefix.layers[-1].layers:  # the trunk's layers
+        if id(layer) not in suffix_layers:
+            layer.trainable = False
+    for layer in split.suffix.layers:
+        layer.trainable = True

@@ -92,6 +92,11 @@ flags.DEFINE_boolean("stage1_freeze_backbone", _D.stage1_freeze_backbone,
                      "Freeze the image backbone in Stage I (paper: yes).")
 flags.DEFINE_boolean("stage2_freeze_backbone", _D.stage2_freeze_backbone,
                      "Keep the backbone frozen in Stage II too (CPU-sized runs; paper: no).")
+flags.DEFINE_string("finetune_from", None,
+                    "Stage II trains the backbone from this layer on (e.g. Conv_1 or "
+                    "block_16_expand for mobilenet_v2, conv5_block1_1_conv for resnet50); the "
+                    "frozen layers before it run once per cached view into --feature_cache "
+                    "(float16 maps on disk), and the trainable rest trains from those maps.")
 flags.DEFINE_string("shards", None,
                     "Read training images from these TFRecord shards (python -m "
                     "keras_instance.prepare) instead of one file per image.")
@@ -170,6 +175,7 @@ def _config_from_flags() -> Config:
         steps_per_execution=FLAGS.steps_per_execution,
         stage1_freeze_backbone=FLAGS.stage1_freeze_backbone,
         stage2_freeze_backbone=FLAGS.stage2_freeze_backbone, feature_cache=FLAGS.feature_cache,
+        finetune_from=FLAGS.finetune_from,
         shards=FLAGS.shards,
         cache_views=FLAGS.cache_views, seed=FLAGS.seed, labels=FLAGS.labels,
         num_clusters=FLAGS.num_clusters, protocol=FLAGS.protocol,

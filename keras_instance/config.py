@@ -148,6 +148,9 @@ class Config:
     steps_per_execution: int = 1            # steps per compiled call: fewer Python round trips
     stage1_freeze_backbone: bool = True
     stage2_freeze_backbone: bool = False    # CPU-sized runs: keep the backbone frozen in Stage II
+    # Stage II trains the backbone only from this layer on (keras.applications layer name); the
+    # frozen part before it runs once per cached view into the prefix cache (feature_cache dir)
+    finetune_from: Optional[str] = None
     shards: Optional[str] = None            # TFRecord shards (keras_instance.prepare) for images
     feature_cache: Optional[str] = None     # frozen-backbone stages train from cached features
     cache_views: int = 1                    # augmented views per image in the cache
@@ -198,6 +201,10 @@ class Config:
             raise ValueError(f"test_short_side {self.test_short_side} is smaller than "
                              f"image_size {self.image_size}: a test image must hold at least "
                              "one training-sized window")
+        if self.finetune_from and self.stage2_freeze_backbone:
+            raise ValueError(f"--finetune_from={self.finetune_from} trains the backbone from that "
+                             "layer in Stage II, but --stage2_freeze_backbone keeps it frozen: "
+                             "drop one of the two")
         if self.test_short_side < 0:
             raise ValueError(f"test_short_side must be >= 0 (0: image_size·256/224), got "
                              f"{self.test_short_side}")

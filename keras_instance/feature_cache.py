@@ -38,10 +38,14 @@ def cache_key(image_paths, backbone: keras.Model, image_size: int, views: int, f
     return h.hexdigest()[:16]
 
 
-def compute_features(backbone: keras.Model, image_paths, image_size: int, views: int = 1,
-                     flip: bool = True, crop_scale=(0.8, 1.0), seed: int = 0,
-                     batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """[N, views, D] float32 backbone outputs: view 0 the whole image, then augmented views."""
+def view_batches(image_paths, image_size: int, views: int, flip: bool = True,
+                 crop_scale=(0.8, 1.0), seed: int = 0, batch_size: int = 64,
+                 start: int = 0) -> tf.data.Dataset:
+    """Batches of [n, views, S, S, 3] pixels: view 0 the whole image, then augmented views.
+
+    Each image's views depend only on `seed` and its position, so a build resumed at `start`
+    produces the same views as an uninterrupted one.
+    """
     paths = tf.constant([str(p) for p in image_paths])
 
     def load(index, rng):
@@ -54,13 +58,21 @@ def compute_features(backbone: keras.Model, image_paths, image_size: int, views:
         return tf.stack(out)
 
     ds = tf.data.Dataset.zip(tf.data.Dataset.range(len(image_paths)),
-                             tf.data.Dataset.random(seed=seed).batch(2))
+                             tf.data.Dataset.random(seed=seed).batch(2)).skip(start)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(max(batch_size // views, 1))
-    ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def compute_features(backbone: keras.Model, image_paths, image_size: int, views: int = 1,
+                     flip: bool = True, crop_scale=(0.8, 1.0), seed: int = 0,
+                     batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """[N, views, D] float32 backbone outputs: view 0 the whole image, then augmented views."""
     predict = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
-    report = _progress(len(image_paths)) if progress else (lambda n: None)
+    report = progress_reporter(len(image_paths), "feature cache") if progress else (
+        lambda n: None)
     chunks = []
-    for batch in ds:
+    for batch in view_batches(image_paths, image_size, views, flip, crop_scale, seed,
+                              batch_size):
         n = tf.shape(batch)[0]
         flat = tf.reshape(batch, [-1, image_size, image_size, 3])
         feats = predict(flat).numpy()
@@ -69,17 +81,19 @@ def compute_features(backbone: keras.Model, image_paths, image_size: int, views:
     return np.concatenate(chunks).astype(np.float32)
 
 
-def _progress(total: int):
-    """A progress bar on a terminal; in a redirected log, a plain line every 10 %."""
+def progress_reporter(total: int, what: str, done: int = 0):
+    """add(n): a progress bar on a terminal; in a redirected log, a plain line every 10 %."""
     if sys.stdout.isatty():
-        return keras.utils.Progbar(total, unit_name="image").add
-    state = {"done": 0, "shown": 0}
+        bar = keras.utils.Progbar(total, unit_name="image")
+        bar.update(done)
+        return bar.add
+    state = {"done": done, "shown": done * 10 // max(total, 1)}
 
     def add(n):
         state["done"] += n
         if state["done"] * 10 // total > state["shown"] or state["done"] == total:
             state["shown"] = state["done"] * 10 // total
-            print(f"feature cache: {state['done']}/{total} images", flush=True)
+            print(f"{what}: {state['done']}/{total} images", flush=True)
     return add
 
 

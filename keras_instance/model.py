@@ -17,6 +17,9 @@ from keras_instance import backbones, text_branch
 from keras_instance.config import Config
 
 BRANCH_OUTPUTS = ("embedding", "relu", "feature")
+# What the image branch of a training model takes: pixels, Stage I's cached pooled features,
+# or the prefix cache's maps (--finetune_from: the backbone's suffix runs on them).
+IMAGE_INPUTS = ("image", "image_features", "image_maps")
 
 
 def _head(x, hidden_units, embed_dim, dropout, prefix, sync_bn=False,
@@ -81,6 +84,21 @@ class DualPath:
     classifier: layers.Dense
     image_size: int
     backbone_name: str = "resnet50"
+    split: backbones.SplitBackbone | None = None  # set by `split_at` (--finetune_from)
+
+    def split_at(self, layer: str) -> backbones.SplitBackbone:
+        """Frozen prefix + trainable suffix of the backbone at `layer` (shared variables)."""
+        self.split = backbones.split_backbone(self.backbone, self.backbone_name, layer,
+                                              self.image_size)
+        return self.split
+
+    def image_features(self, image_in, image_input: str = "image", training=None):
+        """The pooled backbone feature of `image_in` given as `image_input` (IMAGE_INPUTS)."""
+        if image_input == "image_features":
+            return image_in
+        if image_input == "image_maps":
+            return self.split.suffix(image_in, training=training)
+        return self.backbone(image_in, training=training)
 
     @property
     def feature_dim(self) -> int:
@@ -100,18 +118,20 @@ class DualPath:
         return window_embedding(self.backbone, self.image_head, self.backbone_name,
                                 self.image_size, pixels, feature)
 
-    def training_model(self, from_features: bool = False) -> keras.Model:
-        """Inputs {"image" | "image_features", "tokens"} → logits and post-ReLU features.
+    def training_model(self, from_features: bool = False,
+                       image_input: str | None = None) -> keras.Model:
+        """Inputs {image_input, "tokens"} → logits and post-ReLU features.
 
+        `image_input` (IMAGE_INPUTS; default "image_features" if `from_features` else "image").
         One `classifier` layer object is called on both branches: one W, two uses.
         """
+        image_input = image_input or ("image_features" if from_features else "image")
         tokens = keras.Input(shape=self.text_encoder.input.shape[1:], dtype="int32", name="tokens")
-        if from_features:
-            image_in = keras.Input(shape=(self.feature_dim,), name="image_features")
-            image = self.image_head(image_in)
-        else:
-            image_in = keras.Input(shape=(self.image_size, self.image_size, 3), name="image")
-            image = self.image_head(self.backbone(image_in))
+        shapes = {"image": (self.image_size, self.image_size, 3),
+                  "image_features": (self.feature_dim,),
+                  "image_maps": self.split.map_shape if self.split else None}
+        image_in = keras.Input(shape=shapes[image_input], name=image_input)
+        image = self.image_head(self.image_features(image_in, image_input))
         text = self.text_encoder(tokens)
         outputs = {
             "image_logits": self.classifier(image["feature"]),
@@ -119,8 +139,7 @@ class DualPath:
             "image_relu": image["relu"],
             "text_relu": text["relu"],
         }
-        inputs = {"image_features" if from_features else "image": image_in, "tokens": tokens}
-        return keras.Model(inputs, outputs, name="dual_path")
+        return keras.Model({image_input: image_in, "tokens": tokens}, outputs, name="dual_path")
 
     def full_model(self) -> keras.Model:
         """Everything in one functional model (pixels + tokens): what `.keras` files hold."""

@@ -51,12 +51,15 @@ def group_multiplier(multipliers: dict, group: str) -> float:
 class InstanceTrainer(keras.Model):
     """Runs one optimisation step of Stage I or II on a batch ({inputs}, instance labels)."""
 
-    def __init__(self, dual: DualPath, from_features: bool, loss_weights, margin: float = 1.0,
+    def __init__(self, dual: DualPath, from_features: bool = False, loss_weights=(0, 1, 1),
+                 margin: float = 1.0,
                  negatives: str = "hardest_in_batch", lr_multipliers: dict | None = None,
-                 weight_decay: float = 1e-4, weight_decay_on: str = "all", **kwargs):
+                 weight_decay: float = 1e-4, weight_decay_on: str = "all",
+                 image_input: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.dual = dual
-        self.network = dual.training_model(from_features=from_features)
+        self.image_input = image_input or ("image_features" if from_features else "image")
+        self.network = dual.training_model(image_input=self.image_input)
         self.built = True  # the functional network is built; BackupAndRestore requires this
         self.rank_weight, self.image_weight, self.text_weight = (float(w) for w in loss_weights)
         self.margin = margin
@@ -69,8 +72,7 @@ class InstanceTrainer(keras.Model):
                          ("loss", "image_loss", "text_loss", "rank_loss", "image_acc", "text_acc")}
 
     def call(self, inputs, training=False):
-        return self.network({k: v for k, v in inputs.items() if k in ("image", "image_features",
-                                                                       "tokens")},
+        return self.network({k: v for k, v in inputs.items() if k in (self.image_input, "tokens")},
                             training=training)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -103,10 +105,8 @@ class InstanceTrainer(keras.Model):
         """
         if self.negatives == "random":
             return (losses.anchors(inputs["neg_tokens"]), losses.anchors(inputs["neg_labels"]))
-        image_key = "image_features" if "image_features" in inputs else "image"
-        image = losses.anchors(inputs[image_key])
-        if image_key == "image":
-            image = self.dual.backbone(image, training=False)
+        image = self.dual.image_features(losses.anchors(inputs[self.image_input]),
+                                         self.image_input, training=False)
         anchor_features = self.dual.image_head(image, training=False)["relu"]
         pool_tokens = inputs["pool_tokens"]  # [b, k, L]: k pool captions per example
         length = tf.shape(pool_tokens)[-1]

@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_instance import (distribute, feature_cache, pseudo_labels, run_folder, text,
-                            word2vec)
+from keras_instance import (backbones, distribute, feature_cache, prefix_cache, pseudo_labels,
+                            run_folder, text, word2vec)
 from keras_instance.config import Config
 from keras_instance.data import readers
 from keras_instance.data.pipeline import TrainingSet, train_dataset
@@ -144,8 +144,17 @@ def _prepare_data(config: Config, train_records, log, stage: int = 1
     return data, vocab, word_matrix
 
 
+def image_input(config: Config, stage: int) -> str:
+    """What the image branch trains from (model.IMAGE_INPUTS): a frozen backbone's cached pooled
+    features, a fine-tuned suffix's cached prefix maps (--finetune_from), or pixels."""
+    cached = bool(config.feature_cache)
+    if config.backbone_frozen(stage):
+        return "image_features" if cached else "image"
+    return "image_maps" if cached and config.finetune_from else "image"
+
+
 def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: int,
-                   word_matrix, use_cache: bool) -> tuple[DualPath, InstanceTrainer]:
+                   word_matrix, source: str) -> tuple[DualPath, InstanceTrainer]:
     """The model for `stage` (Stage II from Stage I's weights) wrapped in a compiled trainer.
 
     Call inside the strategy's scope so variables are mirrored.
@@ -157,8 +166,12 @@ def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: in
     if stage == 2:
         dual.full_model().load_weights(final_weights_path(config.workdir, 1))
     dual.backbone.trainable = not config.backbone_frozen(stage)
+    if config.finetune_from:
+        dual.split_at(config.finetune_from)
+        if not config.backbone_frozen(stage):
+            backbones.freeze_prefix(dual.split)
     trainer = InstanceTrainer(
-        dual, from_features=use_cache, loss_weights=config.loss_weights_for(stage),
+        dual, image_input=source, loss_weights=config.loss_weights_for(stage),
         margin=config.margin, negatives=config.negatives,
         lr_multipliers=config.lr_multipliers, weight_decay=config.weight_decay,
         weight_decay_on=config.weight_decay_on)
@@ -190,13 +203,20 @@ class _DtypePolicy:
         keras.config.set_dtype_policy(self.previous)
 
 
-def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, use_cache: bool):
-    features = None
-    if use_cache:
-        features = feature_cache.cached_features(
-            config.feature_cache, dual.backbone, config.backbone, data.image_paths,
-            config.image_size, config.cache_views, config.random_flip, config.crop_scale,
-            config.seed)
+def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, source: str,
+             log=print):
+    features = maps = None
+    views = (data.image_paths, config.image_size, config.cache_views, config.random_flip,
+             config.crop_scale, config.seed)
+    if dual.split is not None and source != "image":
+        # one pass of the frozen prefix serves both stages: Stage I pools its maps
+        maps = prefix_cache.prefix_maps(config.feature_cache, config.backbone, dual.split,
+                                        *views, log=log)
+        if source == "image_features":
+            features, maps = prefix_cache.features_from_maps(dual.split, maps, log=log), None
+    elif source == "image_features":
+        features = feature_cache.cached_features(config.feature_cache, dual.backbone,
+                                                 config.backbone, *views)
     ranking = config.loss_weights_for(stage)[0] != 0
     pool = config.negative_pool if config.negatives == "hardest_of_pool" and ranking else 0
     return train_dataset(data, config.batch_size, config.seed + stage,
@@ -204,7 +224,16 @@ def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, use_
                          flip=config.random_flip, crop_scale=config.crop_scale,
                          shift=config.position_shift, pool_size=pool,
                          random_negatives=config.negatives == "random" and ranking,
-                         shards=config.shards)
+                         shards=config.shards, maps=maps)
+
+
+def _describe(config: Config, stage: int, source: str) -> str:
+    if config.backbone_frozen(stage):
+        return "frozen" + (" (cached features)" if source == "image_features" else "")
+    if config.finetune_from:
+        return (f"trainable from {config.finetune_from}" +
+                (" (prefix cached)" if source == "image_maps" else " (prefix recomputed)"))
+    return "trainable"
 
 
 def _callbacks(folder: str, extra) -> list:
@@ -272,16 +301,14 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
     if not os.path.exists(run_folder.path(config.workdir, run_folder.CONFIG)):
         config.save_to(run_folder.path(config.workdir, run_folder.CONFIG))  # the run's identity
     config.save_to(run_folder.stage_config_path(config.workdir, stage))
-    frozen = config.backbone_frozen(stage)
-    use_cache = frozen and bool(config.feature_cache)
+    source = image_input(config, stage)
     with strategy.scope(), _DtypePolicy(precision_policy(config.mixed_precision)):
-        dual, trainer = _build_trainer(config, stage, data, len(vocab), word_matrix, use_cache)
-    ds = _dataset(config, stage, data, dual, use_cache)
+        dual, trainer = _build_trainer(config, stage, data, len(vocab), word_matrix, source)
+    ds = _dataset(config, stage, data, dual, source, log)
     folder = stage_dir(config.workdir, stage)
     log(f"stage {stage}: {len(data.image_classes)} images, {data.num_classes} classes, "
         f"{epochs} epochs × {len(data.image_classes) // config.batch_size} steps, "
-        f"{strategy.num_replicas_in_sync} replica(s), backbone "
-        f"{'frozen' + (' (cached features)' if use_cache else '') if frozen else 'trainable'}, "
+        f"{strategy.num_replicas_in_sync} replica(s), backbone {_describe(config, stage, source)}, "
         f"loss weights rank:image:text = {config.loss_weights_for(stage)}, "
         f"dtype policy {trainer.dtype_policy.name}{', XLA' if config.jit_compile else ''}")
     if verbose == "auto":  # a redirected log gets one line per epoch, not progress-bar escapes

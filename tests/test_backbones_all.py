@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_instance.backbones import build_backbone, window_features
+from keras_instance.backbones import SPLIT_EXAMPLES, build_backbone, split_backbone, window_features
 
 
 @pytest.mark.parametrize("name, size, dim", [
@@ -26,6 +26,13 @@ def test_backbone_feature_size_and_windows(name, size, dim):
     wide = rng.uniform(0, 255, (1, size + 32, size + 64, 3)).astype("float32")
     grid = window_features(model, name, tf.constant(wide), size).numpy()
     assert grid.shape == (1, 6, dim) and np.all(np.isfinite(grid))
+    # --finetune_from: every listed split point splits it and the two halves re-join exactly
+    for layer in SPLIT_EXAMPLES[name]:
+        split = split_backbone(model, name, layer, size)
+        maps = split.prefix(square, training=False)
+        rejoined = split.suffix(maps, training=False).numpy()
+        np.testing.assert_allclose(rejoined, pooled, rtol=1e-5, atol=1e-5 * np.abs(pooled).max(),
+                                   err_msg=layer)
 
 
 def test_vgg19_rejects_other_sizes_and_takes_fc7_before_relu():

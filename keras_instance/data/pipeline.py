@@ -152,11 +152,12 @@ def resize_short_side(image: tf.Tensor, side: int) -> tf.Tensor:
 def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: int = 224,
                   features: np.ndarray | None = None, flip: bool = True, crop_scale=(0.8, 1.0),
                   shift: bool = True, pool_size: int = 0, random_negatives: bool = False,
-                  shards: str | None = None) -> tf.data.Dataset:
+                  shards: str | None = None, maps: np.ndarray | None = None) -> tf.data.Dataset:
     """One epoch: every training image once, shuffled, paired with a random caption of its class.
 
     With `features` [N, K, D] (Stage I cache) the image input is one random cached view instead
-    of pixels. With `shards` (a `keras_instance.prepare` folder) image bytes stream from its
+    of pixels; with `maps` [N, K, h, w, c] (the prefix cache, float16, memory-mapped: read row
+    by row, never copied into the graph) it is one random view's maps, as float32. With `shards` (a `keras_instance.prepare` folder) image bytes stream from its
     TFRecord shards instead of one file per image; captions stay in memory as token ids. With `pool_size`, each batch also carries about that many random training captions
     for the paper's hardest-of-pool negatives, spread over its examples (so they split evenly over
     replicas and are gathered back), shifted like the training captions (the authors shift them
@@ -190,6 +191,11 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
             views = tf.shape(feats)[1]
             view = tf.random.stateless_uniform([], seeds[2], 0, views, dtype=tf.int32)
             inputs = {"image_features": feats[tf.cast(index, tf.int32), view], "tokens": tokens}
+        elif maps is not None:
+            view = tf.random.stateless_uniform([], seeds[2], 0, maps.shape[1], dtype=tf.int32)
+            cached = tf.numpy_function(lambda i, v: np.asarray(maps[i, v], np.float32),
+                                       [tf.cast(index, tf.int64), view], tf.float32)
+            inputs = {"image_maps": tf.ensure_shape(cached, maps.shape[2:]), "tokens": tokens}
         else:
             if image_bytes is None:
                 image_bytes = tf.io.read_file(paths[index])
@@ -210,7 +216,7 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
         return inputs, c
 
     rngs = tf.data.Dataset.random(seed=seed).batch(2)
-    if shards and feats is None:
+    if shards and feats is None and maps is None:
         stream = image_stream(shards, "train", n, seed)
         ds = tf.data.Dataset.zip(stream, rngs).map(
             lambda pair, rng: example(pair[0], rng, pair[1]), num_parallel_calls=AUTOTUNE,
