@@ -6,7 +6,7 @@
 Stage II: the full dual-path model (ResNet-50 trainable, paper-sized heads and text CNN,
 `--classes` instance classes) trained on one in-memory batch, so only the step is timed. Stage I:
 the same model from cached backbone features (head + text CNN + shared classifier), texts/s.
-Mixed precision is mixed_float16 on GPUs and mixed_bfloat16 on CPUs (`--mixed_precision`).
+Mixed precision is mixed_float16 on GPUs and mixed_bfloat16 on CPUs (`--precision=mixed`).
 Prints examples/s and the ratio to the fp32 row. Runs on whatever device TensorFlow sees.
 """
 import argparse

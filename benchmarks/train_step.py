@@ -3,10 +3,11 @@
     python benchmarks/train_step.py [--batch 64] [--steps 30]
 
 Builds a Flickr-sized model from cached features (image head + text CNN + 6,000-class shared
-classifier) and times `fit` steps for: synchronized BN on/off, XLA (jit_compile) on/off, and
+classifier) and times `fit` steps for: synchronized BN on/off, XLA (jit_compile) on/off,
+mixed_bfloat16 against float32 with and without XLA (what --precision=auto decides from), and
 (with XLA) MirroredStrategy over the one CPU against TF's default strategy, which
 `distribute.make_strategy` picks when there is no GPU and no --num_cpu_replicas.
-Prints steps/s and the ratio to the first row.
+Prints the CPU model, steps/s and the ratio to the first row.
 """
 import argparse
 import time
@@ -18,10 +19,17 @@ import tensorflow as tf
 from keras_instance.config import Config
 from keras_instance.model import build_dual_path
 from keras_instance.trainer import InstanceTrainer
+from keras_instance.training import _DtypePolicy, cpu_has_amx
+
+try:
+    from finetune import cpu_name
+except ImportError:  # run from another folder
+    from benchmarks.finetune import cpu_name
 
 
-def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000, strategy=None):
-    with (strategy or tf.distribute.get_strategy()).scope():
+def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000, strategy=None,
+            policy="float32"):
+    with (strategy or tf.distribute.get_strategy()).scope(), _DtypePolicy(policy):
         trainer, feature_dim = _trainer(sync_bn, jit, classes, vocab)
     rng = np.random.default_rng(0)
     n = batch * steps
@@ -54,16 +62,23 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    rows = [("sync BN, no XLA", True, False, None), ("plain BN, no XLA", False, False, None),
-            ("sync BN, XLA", True, True, None), ("plain BN, XLA", False, True, None)]
-    if not tf.config.list_logical_devices("GPU"):  # with a GPU, mirrored spans it instead
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    mixed = "mixed_float16" if gpu else "mixed_bfloat16"
+    rows = [("sync BN, no XLA", True, False, None, "float32"),
+            ("plain BN, no XLA", False, False, None, "float32"),
+            ("sync BN, XLA", True, True, None, "float32"),
+            ("plain BN, XLA", False, True, None, "float32"),
+            (f"sync BN, no XLA, {mixed}", True, False, None, mixed),
+            (f"sync BN, XLA, {mixed}", True, True, None, mixed)]
+    if not gpu:  # with a GPU, mirrored spans it instead
         rows.append(("sync BN, XLA, MirroredStrategy on 1 CPU", True, True,
-                     tf.distribute.MirroredStrategy(["/cpu:0"])))
+                     tf.distribute.MirroredStrategy(["/cpu:0"]), "float32"))
     base = None
     print(f"batch {args.batch}, {args.steps} timed steps, devices: "
-          f"{[d.name for d in tf.config.list_logical_devices()]}")
-    for name, sync_bn, jit, strategy in rows:
-        rate = measure(sync_bn, jit, args.batch, args.steps, strategy=strategy)
+          f"{[d.name for d in tf.config.list_logical_devices()]}, CPU: {cpu_name()} "
+          f"(AMX: {'yes' if cpu_has_amx() else 'no'})")
+    for name, sync_bn, jit, strategy, policy in rows:
+        rate = measure(sync_bn, jit, args.batch, args.steps, strategy=strategy, policy=policy)
         base = base or rate
         print(f"{name:40s} {rate:7.2f} steps/s  {args.batch * rate:8.1f} examples/s  ×{rate / base:.2f}")
 

@@ -82,9 +82,11 @@ flags.DEFINE_enum("weight_decay_on", _D.weight_decay_on, list(DECAYED),
                   "kernels: kernels and word vectors only.")
 flags.DEFINE_float("momentum", _D.momentum, "SGD momentum.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size (split over replicas).")
-flags.DEFINE_boolean("mixed_precision", _D.mixed_precision,
-                     "Compute in mixed_float16 (GPU) or mixed_bfloat16 (CPU); logits, losses and "
-                     "variables stay float32.")
+flags.DEFINE_enum("precision", _D.precision, ["auto", "float32", "mixed"],
+                  "mixed: compute in mixed_float16 (GPU) or mixed_bfloat16 (CPU), logits, losses "
+                  "and variables float32; auto: mixed on GPUs with tensor cores (compute "
+                  "capability >= 7.0) and on CPUs with AMX, float32 elsewhere.")
+flags.DEFINE_boolean("mixed_precision", False, "Same as --precision=mixed (older flag).")
 flags.DEFINE_boolean("jit_compile", _D.jit_compile, "XLA-compile the training step.")
 flags.DEFINE_integer("steps_per_execution", _D.steps_per_execution,
                      "Training steps per compiled call (the progress bar moves in such chunks).")
@@ -171,7 +173,8 @@ def _config_from_flags() -> Config:
         lr_multipliers=_multipliers(FLAGS.lr_multipliers), weight_decay=FLAGS.weight_decay,
         weight_decay_on=FLAGS.weight_decay_on,
         momentum=FLAGS.momentum, batch_size=FLAGS.batch_size,
-        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.jit_compile,
+        precision="mixed" if FLAGS.mixed_precision else FLAGS.precision,
+        jit_compile=FLAGS.jit_compile,
         steps_per_execution=FLAGS.steps_per_execution,
         stage1_freeze_backbone=FLAGS.stage1_freeze_backbone,
         stage2_freeze_backbone=FLAGS.stage2_freeze_backbone, feature_cache=FLAGS.feature_cache,

@@ -25,6 +25,7 @@ DECAYED = ("all", "kernels")
 # Version of config.json. Version 1 (no "config_version" key) was written before the fields
 # below existed; it loads with the values that rebuild exactly what that code trained.
 CONFIG_VERSION = 2
+PRECISIONS = ("auto", "float32", "mixed")
 V1_VALUES = {
     "text_layout": "v1",                 # stride on the 1×1 conv, stage-1 bottleneck width/4
     "classifier_bias": False,
@@ -143,7 +144,9 @@ class Config:
     weight_decay_on: str = "all"            # every parameter (authors) or "kernels" only
     momentum: float = 0.9
     batch_size: int = 32
-    mixed_precision: bool = False           # mixed_float16 on GPU, mixed_bfloat16 on CPU
+    # float32 | mixed (mixed_float16 on GPU, mixed_bfloat16 on CPU) | auto (mixed where it pays:
+    # GPUs with tensor cores, CPUs with AMX; float32 elsewhere) — training.precision_policy
+    precision: str = "auto"
     jit_compile: bool = False               # XLA-compile the training step
     steps_per_execution: int = 1            # steps per compiled call: fewer Python round trips
     stage1_freeze_backbone: bool = True
@@ -188,7 +191,7 @@ class Config:
                              "be positive")
         for name, allowed in (("test_feature", TEST_FEATURES), ("test_geometry", TEST_GEOMETRIES),
                               ("negatives", NEGATIVES), ("text_layout", TEXT_LAYOUTS),
-                              ("classifier_init", CLASSIFIER_INITS),
+                              ("classifier_init", CLASSIFIER_INITS), ("precision", PRECISIONS),
                               ("weight_decay_on", DECAYED), ("vgg_fc7", ("pre_relu", "post_relu"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got "
@@ -269,6 +272,7 @@ class Config:
             for name, value in V1_VALUES.items():
                 raw.setdefault(name, value)
             raw["dataset"] = V1_DATASETS.get(raw.get("dataset"), raw.get("dataset"))
+            raw.setdefault("precision", "mixed" if raw.get("mixed_precision") else "float32")
             raw["config_version"] = CONFIG_VERSION
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}

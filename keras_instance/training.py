@@ -182,11 +182,32 @@ def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: in
     return dual, trainer
 
 
-def precision_policy(mixed: bool) -> str:
-    """The Keras dtype policy for --mixed_precision: float16 on GPUs, bfloat16 on CPUs."""
-    if not mixed:
+def precision_policy(precision: str | bool) -> str:
+    """The Keras dtype policy for --precision (True/False: the older --mixed_precision).
+
+    mixed: float16 on GPUs, bfloat16 on CPUs. auto: mixed where the hardware runs it natively
+    (GPUs of compute capability 7.0 or more, CPUs with AMX: `cpu_has_amx`), float32 elsewhere —
+    on CPUs without AMX bfloat16 matmuls are emulated and slower (README, training performance).
+    """
+    precision = {True: "mixed", False: "float32"}.get(precision, precision)
+    gpus = tf.config.list_physical_devices("GPU")
+    if precision == "auto":
+        capable = [tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
+                   >= (7, 0) for g in gpus]
+        precision = "mixed" if (gpus and all(capable)) or (not gpus and cpu_has_amx()) else \
+            "float32"
+    if precision == "float32":
         return "float32"
-    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    return "mixed_float16" if gpus else "mixed_bfloat16"
+
+
+def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Intel AMX with bfloat16 tiles (Sapphire Rapids and later): the 'amx_bf16' CPU flag."""
+    try:
+        with open(cpuinfo) as f:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+    except OSError:
+        return False
 
 
 class _DtypePolicy:
@@ -302,7 +323,7 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
         config.save_to(run_folder.path(config.workdir, run_folder.CONFIG))  # the run's identity
     config.save_to(run_folder.stage_config_path(config.workdir, stage))
     source = image_input(config, stage)
-    with strategy.scope(), _DtypePolicy(precision_policy(config.mixed_precision)):
+    with strategy.scope(), _DtypePolicy(precision_policy(config.precision)):
         dual, trainer = _build_trainer(config, stage, data, len(vocab), word_matrix, source)
     ds = _dataset(config, stage, data, dual, source, log)
     folder = stage_dir(config.workdir, stage)

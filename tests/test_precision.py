@@ -65,10 +65,25 @@ def test_xla_step_equals_eager_step():
 
 
 def test_policy_follows_device():
-    assert precision_policy(False) == "float32"
+    assert precision_policy(False) == precision_policy("float32") == "float32"
     expected = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
-    assert precision_policy(True) == expected
+    assert precision_policy(True) == precision_policy("mixed") == expected
     assert keras.config.dtype_policy().name == "float32"  # nothing leaked from other tests
+
+
+def test_auto_precision_is_mixed_only_where_the_hardware_has_it(tmp_path, monkeypatch):
+    from keras_instance import training
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    plain = tmp_path / "plain"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert training.cpu_has_amx(str(amx)) and not training.cpu_has_amx(str(plain))
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU decides the automatic precision here")
+    monkeypatch.setattr(training, "cpu_has_amx", lambda: True)
+    assert precision_policy("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(training, "cpu_has_amx", lambda: False)
+    assert precision_policy("auto") == "float32"
 
 
 def _check_mixed(run, policy):
