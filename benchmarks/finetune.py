@@ -23,13 +23,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_instance import text
-from keras_instance.backbones import freeze_prefix
 from keras_instance.config import Config
 from keras_instance.data import pipeline, readers
 from keras_instance.data.records import split_records
-from keras_instance.model import build_dual_path
-from keras_instance.trainer import InstanceTrainer
+from keras_instance.model.backbones import freeze_prefix
+from keras_instance.model.dual_path import build_dual_path
+from keras_instance.text import tokenizer as text
+from keras_instance.training.step import InstanceTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "..", "shared", "data", "flickr8k")
@@ -50,8 +50,8 @@ def real_batch(batch: int, config: Config):
     records = split_records(readers.read_dataset("flickr8k", DATA), "train")[:batch]
     vocab = text.Vocabulary.build(text.tokenize_py([c for r in records for c in r.captions]))
     images = np.stack([pipeline.load_eval_image(tf.constant(r.image_path),
-                                                config.image_size).numpy() for r in records])
-    tokens = text.encode_captions([r.captions[0] for r in records], vocab, config.max_length)
+                                                config.image.image_size).numpy() for r in records])
+    tokens = text.encode_captions([r.captions[0] for r in records], vocab, config.data.max_length)
     return images.astype("float32"), tokens, np.arange(batch, dtype="int32"), len(vocab)
 
 
@@ -73,7 +73,7 @@ def step_seconds(row: str, layer: str, jit: bool, batch: int, steps: int, config
         inputs[source] = images
     trainer = InstanceTrainer(dual, image_input=source, loss_weights=(2.0, 1.0, 0.1), margin=0.2,
                               negatives="hardest_in_batch",
-                              lr_multipliers={**config.lr_multipliers, "backbone": 0.1})
+                              lr_multipliers={**config.optim.lr_multipliers, "backbone": 0.1})
     trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
                     jit_compile=jit)
     one = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(batch).take(1).cache()
@@ -90,7 +90,7 @@ def main():
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rows", default="abcd")
     args = parser.parse_args()
-    config = Config(dataset="flickr8k", backbone="mobilenet_v2", backbone_weights=WEIGHTS,
+    config = Config.flat(dataset="flickr8k", backbone="mobilenet_v2", backbone_weights=WEIGHTS,
                     image_size=224, image_head_units=(1024,), embed_dim=1024, word_dim=300,
                     text_widths=(128, 256, 256, 512), text_blocks=(1, 1, 1, 1), dropout=0.5,
                     lr_multipliers={"new": 1.0, "classifier": 1.0, "word": 1.0, "bn_gamma": 1.0,

@@ -1,4 +1,4 @@
-"""Accelerator throughput: Stage II images/s (fp32 / mixed precision / mixed + XLA), Stage I texts/s.
+"""Accelerator throughput: Stage II images/s (fp32 / mixed / mixed + XLA), Stage I texts/s.
 
     .venv/bin/python benchmarks/gpu.py                   # ResNet-50, 224 px, batch 128
     .venv/bin/python benchmarks/gpu.py --batch 8 --image_size 64 --steps 3   # CPU smoke run
@@ -25,13 +25,13 @@ def rate(stage, mixed, jit, args):
     import tensorflow as tf
 
     from keras_instance.config import Config
-    from keras_instance.model import build_dual_path
-    from keras_instance.trainer import InstanceTrainer
-    from keras_instance.training import _DtypePolicy, precision_policy
+    from keras_instance.model.dual_path import build_dual_path
+    from keras_instance.training.precision import DtypePolicy, precision_policy
+    from keras_instance.training.step import InstanceTrainer
 
-    config = Config(backbone=args.backbone, backbone_weights=None, image_size=args.image_size,
+    config = Config.flat(backbone=args.backbone, backbone_weights=None, image_size=args.image_size,
                     dropout=0.5, margin=0.2, negatives="hardest_in_batch")
-    with _DtypePolicy(precision_policy(mixed)):
+    with DtypePolicy(precision_policy(mixed)):
         dual = build_dual_path(config, args.classes, args.vocab, backbone_weights=None)
         from_features = stage == 1
         trainer = InstanceTrainer(dual, from_features=from_features,

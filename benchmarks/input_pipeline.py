@@ -7,7 +7,7 @@ Measures, each alone on the machine, in examples per second:
 1. the Stage II training pipeline (`train_dataset`: read, decode, random resized crop, flip,
    Position Shift, batch) reading one JPEG file per image;
 2. the same pipeline streaming from TFRecord shards written here by the code behind
-   `python -m keras_instance.prepare` (into a temporary folder);
+   `python -m keras_instance.cli.prepare` (into a temporary folder);
 3. the Stage II training step (backbone trainable) on one batch held in memory, i.e. what the
    model consumes when input is free.
 and prints pipeline / step ratios: above 1 the model, not the input, limits training.
@@ -41,18 +41,18 @@ def step_rate(config, data, batch_size, steps):
     import keras
 
     from keras_instance.data.pipeline import train_dataset
-    from keras_instance.model import build_dual_path
-    from keras_instance.trainer import InstanceTrainer
-    weights = config.backbone_weights if config.backbone_weights and os.path.exists(
-        config.backbone_weights) else None
+    from keras_instance.model.dual_path import build_dual_path
+    from keras_instance.training.step import InstanceTrainer
+    weights = config.image.backbone_weights if config.image.backbone_weights and os.path.exists(
+        config.image.backbone_weights) else None
     dual = build_dual_path(config, data.num_classes, int(data.caption_tokens.max()) + 1,
                            backbone_weights=weights)
     trainer = InstanceTrainer(dual, from_features=False, loss_weights=(2.0, 1.0, 0.1),
-                              margin=config.margin, lr_multipliers=config.lr_multipliers)
+                              margin=config.loss.margin, lr_multipliers=config.optim.lr_multipliers)
     trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
-                    jit_compile=config.jit_compile)
+                    jit_compile=config.optim.jit_compile)
     return examples_per_second(
-        trainer, train_dataset(data, batch_size, 0, image_size=config.image_size), batch_size,
+        trainer, train_dataset(data, batch_size, 0, image_size=config.image.image_size), batch_size,
         steps)
 
 
@@ -72,16 +72,16 @@ def main():
     parser.add_argument("--jit_compile", action=argparse.BooleanOptionalAction, default=False)
     args = parser.parse_args()
 
-    from keras_instance import text
     from keras_instance.config import Config
     from keras_instance.data import readers, shards
     from keras_instance.data.pipeline import TrainingSet, train_dataset
     from keras_instance.data.records import split_records
+    from keras_instance.text import tokenizer as text
 
     records = split_records(readers.read_dataset(args.dataset, args.data_dir), "train")
     vocab = text.Vocabulary.build(text.tokenize_py([c for r in records for c in r.captions]))
     data = TrainingSet.from_records(records, vocab, max_length=32)
-    config = Config(backbone=args.backbone, backbone_weights=args.backbone_weights,
+    config = Config.flat(backbone=args.backbone, backbone_weights=args.backbone_weights,
                     image_size=args.image_size, image_head_units=(1024,), embed_dim=1024,
                     text_widths=(128, 256, 256, 512), text_blocks=(1, 1, 1, 1), dropout=0.5,
                     margin=0.2, jit_compile=args.jit_compile,
@@ -110,7 +110,8 @@ def main():
     consume = step_rate(config, data, args.batch_size, args.steps)
     print(f"  Stage II training step:   {consume:8.1f} examples/s "
           f"(XLA {'on' if args.jit_compile else 'off'})")
-    print(f"\npipeline / step: files ×{files_rate / consume:.1f}, shards ×{shard_rate / consume:.1f}"
+    print(f"\npipeline / step: files ×{files_rate / consume:.1f}, "
+          f"shards ×{shard_rate / consume:.1f}"
           "  (target ≥ 3: input never starves the model)")
 
 

@@ -4,9 +4,9 @@
     .venv/bin/pip install -e '.[bench]'                              # faiss-cpu, for part 2
 
 Run from the repository root. Exports the workdir's latest finished stage with the library
-functions behind `python -m keras_instance.export` and `python -m keras_instance.index
+functions behind `python -m keras_instance.cli.export` and `python -m keras_instance.cli.index
 --gallery=split:test --models=text_to_image` (into --export_dir, by default a temporary folder
-removed at the end; nothing is written into the workdir), starts `serving.standin_server` on
+removed at the end; nothing is written into the workdir), starts `serving.standin` on
 127.0.0.1 with --port 0 as a subprocess (stopped at the end, whatever happens), and prints:
 
 1. Text query latency, one sentence per request (test captions, in turn), `--requests`
@@ -15,8 +15,8 @@ removed at the end; nothing is written into the workdir), starts `serving.standi
    exported SavedModel in this process (`tf.saved_model.load`, after `import tensorflow_text`);
    p50/p99 and their ratio.
 2. text→image top-k over a `--gallery_size` × D gallery (random L2-normalised rows, ids
-   "img%06d", D from the model): a `serving_index.TextToImageModule` saved with
-   `serving_index.save_text_to_image` and loaded back. (a) The search step alone: the loaded
+   "img%06d", D from the model): an `export.modules.TextToImageModule` saved with
+   `export.layout.save` and loaded back. (a) The search step alone: the loaded
    model's own `_search` (tf.matmul + tf.math.top_k on its restored gallery variable) vs
    faiss-cpu `IndexFlatIP.search` on the same query embeddings (real test-caption embeddings),
    for each of `--search_batches`; p50 and ratio (faiss with its default OpenMP threads; its
@@ -143,26 +143,28 @@ def import_faiss():
 
 def load_workdir(workdir: str):
     """(config, stage, weights path, dual, vocab); exits 2 when no stage has finished."""
-    from keras_instance import text, training
+    from keras_instance import run_folder
     from keras_instance.config import Config
+    from keras_instance.text import tokenizer as text
     try:
         config = Config.load(workdir)
-        stage, weights = training.latest_weights(config.workdir)
+        stage, weights = run_folder.latest_weights(config.workdir)
     except FileNotFoundError as err:
         print(f"error: no finished training stage in {workdir!r}: run `make demo` first "
               f"(or pass --workdir).\n  ({err})", file=sys.stderr)
         sys.exit(2)
-    dual = training.build_for_workdir(config, backbone_weights=None)
+    dual = run_folder.build_model(config, backbone_weights=None)
     dual.full_model().load_weights(weights)
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
+    vocab = text.Vocabulary.load(run_folder.path(config.workdir, run_folder.VOCAB))
     return config, stage, weights, dual, vocab
 
 
 def export_models(config, dual, vocab, records, export_dir: str, k: int) -> dict:
-    """`keras_instance.export` + `keras_instance.index --gallery=split:test --models=text_to_image`
-    as library calls (the workdir's model.keras is not written)."""
-    from keras_instance import serving_export, serving_index
-    exported = serving_export.export(config, dual, vocab, export_dir)
+    """`cli.export` + `cli.index --gallery=split:test --models=text_to_image` as library calls
+    (the run folder's .keras files are not written)."""
+    from keras_instance.export import modules as serving_export
+    from keras_instance.export import publish as serving_index
+    exported = serving_index.export_encoders(config, dual, vocab, export_dir)
     indexed = serving_index.build_index(config, dual, vocab, export_dir, "split:test", records,
                                         k=k, models=[serving_index.TEXT_TO_IMAGE],
                                         log=lambda s: None)
@@ -186,13 +188,15 @@ def start_standin(export_dir: str, log_path: str, threads: int, start_s: float
 
 def bench_text_latency(args, server: StandinProcess, text_encoder_dir: str, sentences: list[str]):
     import tensorflow as tf
+
     from serving import client
     channel = client.make_channel(server.address)
     try:
         stub = client.prediction_stub(channel)
 
         def grpc_call(i):
-            out = client.predict(stub, "text_encoder", {"sentences": [sentences[i % len(sentences)]]},
+            sentence = sentences[i % len(sentences)]
+            out = client.predict(stub, "text_encoder", {"sentences": [sentence]},
                                  timeout=args.deadline_s)
             assert out["embedding"].shape[0] == 1
         grpc_s = time_calls(grpc_call, args.requests, args.warmup)
@@ -225,7 +229,9 @@ def same_top_k(ids_a, ids_b, queries, gallery, k) -> tuple[int, int, bool]:
 
 def bench_search(args, config, dual, vocab, text_encoder_dir: str, sentences: list[str], tmp):
     import tensorflow as tf
-    from keras_instance import serving_export, serving_index
+
+    from keras_instance.export import layout
+    from keras_instance.export import modules as serving_export
     faiss = import_faiss()
     k = args.k
     text_module = serving_export.text_module(config, dual, vocab)
@@ -234,12 +240,12 @@ def bench_search(args, config, dual, vocab, text_encoder_dir: str, sentences: li
     gallery = rng.standard_normal((args.gallery_size, dim), dtype=np.float32)
     gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
     ids = [f"img{i:06d}" for i in range(args.gallery_size)]
-    module = serving_index.TextToImageModule(text_module, gallery, ids, k=k)
-    path = serving_index.save_text_to_image(module, tmp, 1)
+    module = serving_export.TextToImageModule(text_module, gallery, ids, k=k)
+    path = layout.save(module, tmp, 1)
     del module
     loaded = tf.saved_model.load(path)
     assert tuple(loaded.gallery.shape) == (args.gallery_size, dim)
-    search = tf.function(lambda q: serving_index._search(q, loaded.gallery, k),
+    search = tf.function(lambda q: serving_export._search(q, loaded.gallery, k),
                          input_signature=[tf.TensorSpec([None, dim], tf.float32)])
 
     encode = tf.saved_model.load(text_encoder_dir).signatures["serving_default"]
@@ -290,6 +296,7 @@ def bench_search(args, config, dual, vocab, text_encoder_dir: str, sentences: li
 def bench_load(args, server: StandinProcess, sentences: list[str], k: int, style: str):
     """One client style under load: (served, seconds, (p50, p99) ms, errors)."""
     import grpc
+
     from serving import client
     shared = client.make_channel(server.address) if style == "shared" else None
     latencies = [[] for _ in range(args.clients)]
@@ -339,7 +346,8 @@ def bench_load(args, server: StandinProcess, sentences: list[str], k: int, style
     if shared is not None:
         shared.close()
     flat = [x for per in latencies for x in per]
-    errs = [e for per in errors for e in per] + [f"{hung} client threads still running"] * bool(hung)
+    errs = ([e for per in errors for e in per]
+            + [f"{hung} client threads still running"] * bool(hung))
     return len(flat), elapsed, (ms_percentiles(flat) if flat else (float("nan"),) * 2), errs
 
 
@@ -353,12 +361,13 @@ def main(argv=None) -> int:
         return 2
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers NormalizeUTF8 / CaseFoldUTF8 for loading)
-    from keras_instance import training
+
+    from keras_instance.data import readers
     from keras_instance.data.records import split_records
 
     config, stage, weights, dual, vocab = load_workdir(args.workdir)
     import_faiss()  # fail before the long parts when it is missing
-    records = training.load_records(config)
+    records = readers.load(config.data)
     sentences = [c for r in split_records(records, "test") for c in r.captions]
     if not sentences:
         print("error: the workdir's dataset has no test captions", file=sys.stderr)
@@ -373,8 +382,8 @@ def main(argv=None) -> int:
         export_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
-            server = start_standin(export_dir, os.path.join(tmp, "standin.log"), args.server_threads,
-                             args.server_start_s)
+            server = start_standin(export_dir, os.path.join(tmp, "standin.log"),
+                                   args.server_threads, args.server_start_s)
         except RuntimeError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -424,7 +433,8 @@ def main(argv=None) -> int:
           f"same top-{args.k} as faiss (ties allowed)")
     for batch, tf_ms, faiss_ms, faiss1_ms, identical, n, valid in search_rows:
         verdict = ("yes" if valid else "NO") + f", {identical}/{n} rows identical"
-        print(f"       {batch:7d}  {tf_ms[0]:9.2f}  {faiss_ms[0]:12.2f}  {tf_ms[0] / faiss_ms[0]:8.2f}x"
+        ratio = tf_ms[0] / faiss_ms[0]
+        print(f"       {batch:7d}  {tf_ms[0]:9.2f}  {faiss_ms[0]:12.2f}  {ratio:8.2f}x"
               f"  {faiss1_ms[0]:12.2f}   {verdict}")
     print(f"   (b) whole SavedModel call, 1 sentence (encode + search), {args.full_calls} runs: "
           f"p50 {full_ms[0]:.2f} ms, p99 {full_ms[1]:.2f} ms; top-{args.k} = faiss's: "

@@ -65,7 +65,9 @@ def subset_manifest(data_dir, train_images, out):
 
 def flickr8k_config(flagfile):
     from absl import flags
-    from keras_instance import cli_flags
+
+    from keras_instance.cli import flags as cli_flags
+    cli_flags.define_config_flags()
     flags.FLAGS([sys.argv[0], f"--flagfile={flagfile}"])
     return cli_flags.config_from_flags()
 
@@ -93,9 +95,10 @@ def main():
     if not os.path.isdir(args.data_dir):
         sys.exit(f"Flickr8k not found at {args.data_dir}: pass --data_dir")
     os.chdir(ROOT)  # the flagfile's relative weight path is relative to the repository
-    import dataclasses
-
-    from keras_instance import evaluation, trained, training
+    from keras_instance import run_folder as trained
+    from keras_instance.data import readers
+    from keras_instance.retrieval import results as evaluation
+    from keras_instance.training import stages as training
 
     base = flickr8k_config(args.flagfile)
     tmp = tempfile.mkdtemp(prefix="stage1_cache_")
@@ -104,15 +107,16 @@ def main():
         n_train, n_test = subset_manifest(args.data_dir, args.train_images, manifest)
         if args.backbone:
             weights = args.backbone_weights
-            base = dataclasses.replace(base, backbone=args.backbone, backbone_weights=None if (
+            base = base.replace(backbone=args.backbone, backbone_weights=None if (
                 weights or "none").lower() == "none" else weights)
-        recall = args.recall if args.recall is not None else base.backbone_weights is not None
-        base = dataclasses.replace(base, dataset="manifest", data_dir=manifest,
-                                   stage1_lr_schedule=f"0.1:{args.epochs}",
-                                   feature_cache=os.path.join(tmp, "cache"))
+        recall = args.recall if args.recall is not None else base.image.backbone_weights is not None
+        base = base.replace(dataset="manifest", data_dir=manifest,
+                            stage1_lr_schedule=f"0.1:{args.epochs}",
+                            feature_cache=os.path.join(tmp, "cache"))
         on_off = {True: "on", False: "off"}
         print(f"Flickr8k subset: {n_train} training images, {n_test} test images; "
-              f"{base.backbone} at {base.image_size} px, batch {base.batch_size}, "
+              f"{base.image.backbone} at {base.image.image_size} px, "
+              f"batch {base.optim.batch_size}, "
               f"{args.epochs} Stage I epochs; XLA step: cached {on_off[args.cached_xla]}, "
               f"recomputed {on_off[args.recomputed_xla]}")
         runs = {"cached (seed 0)": dict(seed=0, jit_compile=args.cached_xla),
@@ -122,8 +126,8 @@ def main():
             runs["cached (seed 1)"] = dict(seed=1, jit_compile=args.cached_xla)
         rows = {}
         for name, change in runs.items():
-            config = dataclasses.replace(base, workdir=os.path.join(tmp, name.split()[0] +
-                                                                    str(change["seed"])), **change)
+            config = base.replace(workdir=os.path.join(tmp, name.split()[0] + str(change["seed"])),
+                                  **change)
             timer = EpochTimer()
             start = time.perf_counter()
             training.train(config, 1, verbose=0, log=lambda *_: None, callbacks=[timer.callback])
@@ -132,7 +136,7 @@ def main():
             if recall:
                 run = trained.load_trained(config.workdir)
                 result = evaluation.evaluate_split(run.config, run.dual, run.vocab,
-                                                   training.load_records(run.config), "test")
+                                                   readers.load(run.config.data), "test")
             rows[name] = (timer.steady(), total - sum(timer.times), result)
             print(f"  {name}: {timer.steady():.1f} s/epoch (each: "
                   f"{', '.join(f'{t:.1f}' for t in timer.times)})", flush=True)

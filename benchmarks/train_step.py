@@ -17,9 +17,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_instance.config import Config
-from keras_instance.model import build_dual_path
-from keras_instance.trainer import InstanceTrainer
-from keras_instance.training import _DtypePolicy, cpu_has_amx
+from keras_instance.model.dual_path import build_dual_path
+from keras_instance.training.precision import DtypePolicy, cpu_has_amx
+from keras_instance.training.step import InstanceTrainer
 
 try:
     from finetune import cpu_name
@@ -29,7 +29,7 @@ except ImportError:  # run from another folder
 
 def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000, strategy=None,
             policy="float32"):
-    with (strategy or tf.distribute.get_strategy()).scope(), _DtypePolicy(policy):
+    with (strategy or tf.distribute.get_strategy()).scope(), DtypePolicy(policy):
         trainer, feature_dim = _trainer(sync_bn, jit, classes, vocab)
     rng = np.random.default_rng(0)
     n = batch * steps
@@ -44,7 +44,8 @@ def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000, strategy=None,
 
 
 def _trainer(sync_bn, jit, classes, vocab):
-    config = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=32, embed_dim=1024,
+    config = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
+                         image_size=32, embed_dim=1024,
                     image_head_units=(1024,), text_widths=(128, 256, 256, 512),
                     text_blocks=(1, 1, 1, 1), word_dim=300, dropout=0.5, sync_batchnorm=sync_bn)
     dual = build_dual_path(config, classes, vocab, backbone_weights=None)
@@ -80,7 +81,8 @@ def main():
     for name, sync_bn, jit, strategy, policy in rows:
         rate = measure(sync_bn, jit, args.batch, args.steps, strategy=strategy, policy=policy)
         base = base or rate
-        print(f"{name:40s} {rate:7.2f} steps/s  {args.batch * rate:8.1f} examples/s  ×{rate / base:.2f}")
+        print(f"{name:40s} {rate:7.2f} steps/s  {args.batch * rate:8.1f} examples/s  "
+              f"×{rate / base:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,28 @@
-"""Experiment configuration as plain code: one dataclass, written to `<workdir>/config.json`.
+"""Experiment configuration as plain code: every setting declared once, here.
 
-The library takes a `Config`; only the absl programs turn flags into one. Stage-dependent values
-(learning-rate schedule, loss weights) follow METHOD.md unless set explicitly.
+A `Config` is a tree by concern — `data`, `image` (branch), `text` (branch), `model` (joint
+embedding and shared classifier), `loss`, `optim`, `test` — so a builder takes its own part.
+Each field carries its type, default, help and scope; `keras_instance.cli.flags` generates the
+absl flags from them (flag name = field name, so flagfiles stay flat), and `run_folder` reads the
+scopes to decide what a rerun may change. The library never parses flags.
+
+Scopes: "run" (fixed for a run folder: the weights' shapes, the classes, the vocabulary),
+"stage" (what a stage trains with: fixed while it runs, resumes and is rerun), "stage1" /
+"stage2" (the same, for one stage only), "free" (where things are and how fast a step runs) and
+"test" (how a trained model is tested: any program may override these).
+
+config.json is this tree (config_version 3). Flat files (versions 1 and 2, written before the
+tree) still load; version 1 also gets the values that rebuild what that code trained.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import typing
 from typing import Optional
 
-# Branch outputs a run may retrieve with (`Config.test_feature`); see model.BRANCH_OUTPUTS.
+# Branch outputs a run may retrieve with (`test.test_feature`); see model.dual_path.
 TEST_FEATURES = ("embedding", "relu")
 # How test images reach the backbone: "keep_aspect" (METHOD.md: short side `test_short_side`,
 # the head applied at every position of the feature map, summed) or "squash" (size × size).
@@ -18,14 +30,25 @@ TEST_GEOMETRIES = ("keep_aspect", "squash")
 # Ranking negatives: the authors' half-batch layouts (hardest of a caption pool: Flickr, COCO;
 # random: CUHK-PEDES) or VSE++'s hardest in the batch (every example an anchor).
 NEGATIVES = ("hardest_of_pool", "random", "hardest_in_batch")
-TEXT_LAYOUTS = ("authors", "v1")
-CLASSIFIER_INITS = ("authors", "he")
-DECAYED = ("all", "kernels")
+PROTOCOLS = ("1k", "coco_1k", "coco_5k", "cuhk")
 
-# Version of config.json. Version 1 (no "config_version" key) was written before the fields
-# below existed; it loads with the values that rebuild exactly what that code trained.
-CONFIG_VERSION = 2
-PRECISIONS = ("auto", "float32", "mixed")
+# METHOD.md, "Shared classifier and losses": rank : image : text.
+STAGE_LOSS_WEIGHTS = {1: (0.0, 1.0, 1.0), 2: (2.0, 1.0, 0.1)}
+CUHK_STAGE2_LOSS_WEIGHTS = (2.0, 1.0, 0.5)
+
+# METHOD.md, "Optimisation": multipliers of the global learning rate.
+DEFAULT_LR_MULTIPLIERS = {
+    "new": 0.1,          # layers this project adds (heads, text CNN)
+    "classifier": 0.01,  # the shared instance classifier W (its bias: twice this)
+    "word": 0.001,       # first text layer, initialised from word2vec
+    "bn_gamma": 0.2,
+    "bn_beta": 0.1,
+    "backbone": 0.001,   # Stage II only: effective 1e-4 at global 0.1
+}
+
+CONFIG_VERSION = 3
+# Version 1 (no "config_version") was written before these fields existed: it loads with the
+# values that rebuild exactly what that code trained.
 V1_VALUES = {
     "text_layout": "v1",                 # stride on the 1×1 conv, stage-1 bottleneck width/4
     "classifier_bias": False,
@@ -37,210 +60,255 @@ V1_VALUES = {
 }
 V1_DATASETS = {"flickr30k": "flickr30k_karpathy"}  # version 1 read Flickr30k's Karpathy split
 
-# METHOD.md, "Shared classifier and losses": rank : image : text.
-STAGE_LOSS_WEIGHTS = {1: (0.0, 1.0, 1.0), 2: (2.0, 1.0, 0.1)}
-CUHK_STAGE2_LOSS_WEIGHTS = (2.0, 1.0, 0.5)
 
-# METHOD.md, "Optimisation": multipliers of the global learning rate.
-DEFAULT_LR_MULTIPLIERS = {
-    "new": 0.1,          # layers this project adds (heads, text CNN)
-    "classifier": 0.01,  # the shared instance classifier W
-    "word": 0.001,       # first text layer, initialised from word2vec
-    "bn_gamma": 0.2,
-    "bn_beta": 0.1,
-    "backbone": 0.001,   # Stage II only: effective 1e-4 at global 0.1
-}
-
-# What a run folder fixes for all its stages and reruns (the weights' shapes, the classes, the
-# vocabulary): changing one needs a new --workdir.
-RUN_FIELDS = ("dataset", "max_length", "min_word_count", "unknown_words", "word2vec", "word_dim",
-              "backbone", "vgg_fc7", "image_size", "image_head_units", "text_widths",
-              "text_blocks", "text_pooling", "text_layout", "embed_dim", "classifier_bias",
-              "labels", "num_clusters")
-# Free on every command: where things are (the data itself is checked by its fingerprint), how
-# fast a step runs, and how a trained model is tested.
-FREE_FIELDS = ("workdir", "data_dir", "feature_cache", "shards", "jit_compile",
-               "steps_per_execution", "protocol", "test_flip_sum", "test_shift_sum",
-               "test_feature", "test_geometry", "test_short_side", "eval_batch_size",
-               "config_version")
-# Test-time settings: programs that use a trained run may override these of its config.
-TEST_TIME_FIELDS = ("protocol", "test_flip_sum", "test_shift_sum", "test_feature",
-                    "test_geometry", "test_short_side", "eval_batch_size")
-_OWN_STAGE_FIELDS = {1: ("stage1_lr_schedule", "stage1_freeze_backbone"),
-                     2: ("stage2_lr_schedule", "stage2_freeze_backbone")}
+def _field(default, help: str, scope: str = "stage", choices=None, registry: str | None = None):
+    """A setting: its default, one line of help, its scope, and its allowed values (a tuple, or
+    the name of a registry whose keys they are: 'datasets', 'backbones')."""
+    meta = {"help": help, "scope": scope, "choices": choices, "registry": registry}
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=lambda: dict(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
 
-def stage_fields(stage: int) -> tuple[str, ...]:
-    """Settings a stage is trained with: fixed while it runs, resumes and is rerun."""
-    other = _OWN_STAGE_FIELDS[3 - stage]
-    return tuple(f.name for f in dataclasses.fields(Config)
-                 if f.name not in RUN_FIELDS + FREE_FIELDS + other)
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = _field("demo", "Dataset reader (its data_dir layout).", "run",
+                          registry="datasets")
+    data_dir: str = _field("data/demo", "Dataset folder (or the manifest .jsonl).", "free")
+    shards: Optional[str] = _field(None, "Read training images from these TFRecord shards "
+                                         "(keras_instance.cli.prepare).", "free")
+    max_length: int = _field(32, "Words kept per sentence (CUHK-PEDES: 56).", "run")
+    min_word_count: int = _field(1, "Vocabulary: minimum training count.", "run")
+    unknown_words: str = _field("drop", "Words outside the vocabulary: dropped (paper) or "
+                                        "mapped to <unk>.", "run", ("drop", "unk"))
+    word2vec: Optional[str] = _field(None, "Pretrained vectors (.bin/.txt/.kv); unset: train "
+                                           "them on the training captions.", "run")
+    labels: str = _field("instance", "Training classes: one per image (instance loss) or "
+                                     "k-means clusters of frozen backbone features.", "run",
+                         ("instance", "kmeans"))
+    num_clusters: int = _field(0, "K for --labels=kmeans.", "run")
 
 
-def differences(saved: "Config", wanted: "Config", names) -> list[tuple[str, object, object]]:
-    """(field, saved value, wanted value) for each of `names` that differs."""
-    return [(n, getattr(saved, n), getattr(wanted, n)) for n in names
-            if getattr(saved, n) != getattr(wanted, n)]
+@dataclasses.dataclass
+class ImageConfig:
+    backbone: str = _field("resnet50", "Image backbone.", "run", registry="backbones")
+    backbone_weights: Optional[str] = _field(
+        "imagenet", "'imagenet' (download), a weights-file path (offline), or 'none'.")
+    vgg_fc7: str = _field("pre_relu", "VGG-19 feature: fc7 before its ReLU (the authors') or "
+                                      "after (keras' fc2).", "run", ("pre_relu", "post_relu"))
+    image_size: int = _field(224, "Square training input size in pixels.", "run")
+    image_head_units: tuple = _field((2048,), "Hidden fc widths of the image head before the "
+                                              "embedding fc (VGG-19: 4096).", "run")
+    random_flip: bool = _field(True, "Random horizontal flips in training.")
+    crop_scale: tuple = _field((0.8, 1.0), "Random crop side range (of the largest crop).")
+    feature_cache: Optional[str] = _field(None, "Folder of the frozen backbone's cached "
+                                                "features (and prefix maps).", "free")
+    cache_views: int = _field(1, "Augmented views per image in the caches.")
+    finetune_from: Optional[str] = _field(
+        None, "Stage II trains the backbone from this layer on (e.g. Conv_1 for mobilenet_v2, "
+              "conv5_block1_1_conv for resnet50); the frozen layers before it run once per "
+              "cached view into --feature_cache, the rest trains from those maps.")
 
 
-def flag_text(name: str, value) -> str:
-    """A config value as the command-line flag that sets it."""
-    if isinstance(value, bool):
-        return f"--{name}" if value else f"--no{name}"
-    if isinstance(value, (tuple, list)):
-        value = ",".join(map(str, value))
-    elif isinstance(value, dict):
-        value = ",".join(f"{k}={v:g}" for k, v in value.items())
-    return f"--{name}={'none' if value is None else value}"
+@dataclasses.dataclass
+class TextConfig:
+    word_dim: int = _field(300, "Word vector size.", "run")
+    text_widths: tuple = _field((256, 512, 1024, 2048), "Output width of each stage.", "run")
+    text_blocks: tuple = _field((3, 4, 6, 1), "Residual blocks per stage.", "run")
+    text_pooling: str = _field("max", "Pooling over positions.", "run", ("max", "avg"))
+    text_layout: str = _field("authors", "authors: stride 2 on the left-padded 1×2 conv, "
+                                         "stage-1 first bottleneck width/2; v1: this project's "
+                                         "first layout (old runs).", "run", ("authors", "v1"))
+    position_shift: bool = _field(True, "Position Shift augmentation.")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    embed_dim: int = _field(2048, "Joint embedding size (fc width of both heads).", "run")
+    dropout: float = _field(0.75, "Drop probability (Flickr30k 0.75, COCO 0.5, CUHK 0.8).")
+    sync_batchnorm: bool = _field(True, "Batch statistics over all replicas (heads, text CNN, "
+                                        "tiny_cnn): N replicas train like one device.")
+    kernel_initializer: str = _field("lecun_uniform", "New layers' kernels (lecun_uniform: the "
+                                                      "authors' U(±sqrt(3/fan_in))).")
+    classifier_init: str = _field("authors", "Shared classifier W: authors (U(±sqrt(3/fan_in))"
+                                             " × 0.1) or he (He-normal × 0.1).", "stage",
+                                  ("authors", "he"))
+    classifier_bias: bool = _field(True, "One bias of the shared classifier, shared too (the "
+                                         "authors').", "run")
+
+
+@dataclasses.dataclass
+class LossConfig:
+    loss_weights: Optional[tuple] = _field(None, "rank,image,text; unset: Stage I 0,1,1, "
+                                                 "Stage II 2,1,0.1 (CUHK-PEDES 2,1,0.5).")
+    margin: float = _field(1.0, "Ranking loss margin.")
+    negatives: str = _field("hardest_of_pool", "Ranking negatives: hardest_of_pool / random "
+                                               "(the authors' half-batch layouts) or VSE++'s "
+                                               "hardest_in_batch.", "stage", NEGATIVES)
+    negative_pool: int = _field(256, "Caption pool size for hardest_of_pool.")
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    optimizer: str = _field("sgd", "SGD with Nesterov momentum.", "stage", ("sgd",))
+    lr_schedule: Optional[str] = _field(None, "'lr:epochs,...' for the stage being trained.")
+    stage1_lr_schedule: str = _field("0.1:240", "Stage I schedule.", "stage1")
+    stage2_lr_schedule: str = _field("0.1:40,0.01:20", "Stage II schedule.", "stage2")
+    lr_multipliers: dict = _field(DEFAULT_LR_MULTIPLIERS, "group=multiplier overrides; groups: "
+                                  + ", ".join(DEFAULT_LR_MULTIPLIERS))
+    weight_decay: float = _field(1e-4, "L2 weight decay.")
+    weight_decay_on: str = _field("all", "all: every trainable parameter (the authors'); "
+                                         "kernels: kernels and word vectors only.", "stage",
+                                  ("all", "kernels"))
+    momentum: float = _field(0.9, "SGD momentum.")
+    batch_size: int = _field(32, "Global batch size (split over replicas).")
+    precision: str = _field("auto", "float32; mixed (mixed_float16 on GPU, mixed_bfloat16 on "
+                                    "CPU); auto (mixed on GPUs of compute capability >= 7.0 and "
+                                    "CPUs with AMX).", "stage", ("auto", "float32", "mixed"))
+    jit_compile: bool = _field(False, "XLA-compile the training step.", "free")
+    steps_per_execution: int = _field(1, "Training steps per compiled call.", "free")
+    stage1_freeze_backbone: bool = _field(True, "Freeze the backbone in Stage I (paper: yes).",
+                                          "stage1")
+    stage2_freeze_backbone: bool = _field(False, "Keep the backbone frozen in Stage II too "
+                                                 "(CPU-sized runs; paper: no).", "stage2")
+
+
+@dataclasses.dataclass
+class TestConfig:
+    protocol: str = _field("1k", "Test protocol.", "test", PROTOCOLS)
+    test_flip_sum: bool = _field(True, "Sum image features with the mirror image's.", "test")
+    test_shift_sum: bool = _field(True, "Sum text features over all Position Shifts.", "test")
+    test_feature: str = _field("embedding", "Retrieval embedding: fc+BN before ReLU (the "
+                                            "authors') or after it (where the ranking loss "
+                                            "trains).", "test", TEST_FEATURES)
+    test_geometry: str = _field("keep_aspect", "keep_aspect: short side --test_short_side, the "
+                                               "head at every window of the map, summed "
+                                               "(METHOD.md); squash: image_size².", "test",
+                                TEST_GEOMETRIES)
+    test_short_side: int = _field(0, "keep_aspect's short side; 0: image_size · 256/224.",
+                                  "test")
+    eval_batch_size: int = _field(64, "Images per evaluation batch.", "test")
+
+
+GROUPS = {"data": DataConfig, "image": ImageConfig, "text": TextConfig, "model": ModelConfig,
+          "loss": LossConfig, "optim": OptimConfig, "test": TestConfig}
 
 
 @dataclasses.dataclass
 class Config:
-    # Data
-    dataset: str = "demo"
-    data_dir: str = "data/demo"
-    workdir: str = "runs/demo"
-    max_length: int = 32
-    min_word_count: int = 1
-    unknown_words: str = "drop"           # "drop" (paper) or "unk"
-    word2vec: Optional[str] = None        # pretrained vectors (.bin/.txt/.kv); None → train on captions
-    word_dim: int = 300
-    # Image branch
-    backbone: str = "resnet50"
-    backbone_weights: Optional[str] = "imagenet"   # "imagenet", a weights-file path, or None
-    vgg_fc7: str = "pre_relu"               # VGG-19 feature: fc7 before ReLU (authors) or after
-    image_size: int = 224
-    image_head_units: tuple = (2048,)      # hidden fc widths before the embedding fc (VGG19: 4096)
-    random_flip: bool = True
-    crop_scale: tuple = (0.8, 1.0)
-    # Text branch
-    text_widths: tuple = (256, 512, 1024, 2048)
-    text_blocks: tuple = (3, 4, 6, 1)
-    text_pooling: str = "max"
-    # "authors": stride 2 on the left-padded 1×2 conv, stage-1 first bottleneck width/2 (their
-    # network); "v1": this project's first layout (stride on the 1×1 conv), kept for old runs
-    text_layout: str = "authors"
-    embed_dim: int = 2048
-    dropout: float = 0.75
-    position_shift: bool = True
-    sync_batchnorm: bool = True             # BN statistics over the global batch, as on one device
-    # New layers' kernels: "lecun_uniform" is the authors' U(±sqrt(3/fan_in)) (MatConvNet)
-    kernel_initializer: str = "lecun_uniform"
-    # Shared classifier W (and its bias, shared too): "authors" = that uniform init × 0.1
-    classifier_init: str = "authors"
-    classifier_bias: bool = True
-    # Losses
-    loss_weights: Optional[tuple] = None   # rank, image, text; None → per-stage defaults
-    margin: float = 1.0
-    negatives: str = "hardest_of_pool"      # one of NEGATIVES
-    negative_pool: int = 256
-    # Optimisation
-    optimizer: str = "sgd"
-    lr_schedule: Optional[str] = None       # "lr:epochs,lr:epochs"; None → per-stage defaults
-    stage1_lr_schedule: str = "0.1:240"
-    stage2_lr_schedule: str = "0.1:40,0.01:20"
-    lr_multipliers: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_LR_MULTIPLIERS))
-    weight_decay: float = 1e-4
-    weight_decay_on: str = "all"            # every parameter (authors) or "kernels" only
-    momentum: float = 0.9
-    batch_size: int = 32
-    # float32 | mixed (mixed_float16 on GPU, mixed_bfloat16 on CPU) | auto (mixed where it pays:
-    # GPUs with tensor cores, CPUs with AMX; float32 elsewhere) — training.precision_policy
-    precision: str = "auto"
-    jit_compile: bool = False               # XLA-compile the training step
-    steps_per_execution: int = 1            # steps per compiled call: fewer Python round trips
-    stage1_freeze_backbone: bool = True
-    stage2_freeze_backbone: bool = False    # CPU-sized runs: keep the backbone frozen in Stage II
-    # Stage II trains the backbone only from this layer on (keras.applications layer name); the
-    # frozen part before it runs once per cached view into the prefix cache (feature_cache dir)
-    finetune_from: Optional[str] = None
-    shards: Optional[str] = None            # TFRecord shards (keras_instance.prepare) for images
-    feature_cache: Optional[str] = None     # frozen-backbone stages train from cached features
-    cache_views: int = 1                    # augmented views per image in the cache
-    seed: int = 0
-    # Classes: "instance" (one per training image; per person for CUHK-PEDES) or "kmeans"
-    # (pseudo-labels: k-means clusters of the frozen backbone's features, the seed's §6)
-    labels: str = "instance"
-    num_clusters: int = 0                   # K for labels="kmeans"
-    # Evaluation
-    protocol: str = "1k"
-    test_flip_sum: bool = True
-    test_shift_sum: bool = True
-    # Which branch output is the retrieval embedding: "embedding" = fc + BN before ReLU (the
-    # authors' test feature), "relu" = after ReLU (the space the ranking loss is trained in)
-    test_feature: str = "embedding"
-    test_geometry: str = "keep_aspect"      # one of TEST_GEOMETRIES
-    test_short_side: int = 0                # keep_aspect: 0 → image_size · 256/224 (224 → 256)
-    eval_batch_size: int = 64
-    config_version: int = CONFIG_VERSION
+    workdir: str = _field("runs/demo", "Run folder: config, vocabulary, checkpoints, logs.",
+                          "free")
+    seed: int = _field(0, "Seed of every random choice.")
+    config_version: int = _field(CONFIG_VERSION, "config.json format.", "free")
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    image: ImageConfig = dataclasses.field(default_factory=ImageConfig)
+    text: TextConfig = dataclasses.field(default_factory=TextConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    test: TestConfig = dataclasses.field(default_factory=TestConfig)
 
-    def validate(self) -> "Config":
-        """Fail before any work on settings that would only break later (schedules, choices)."""
-        for text in (self.stage1_lr_schedule, self.stage2_lr_schedule, self.lr_schedule):
-            if text:
-                parse_schedule(text)
-        if self.loss_weights is not None and len(self.loss_weights) != 3:
-            raise ValueError(f"loss_weights needs three numbers rank,image,text; got "
-                             f"{self.loss_weights}")
-        if self.unknown_words not in ("drop", "unk"):
-            raise ValueError(f"unknown_words must be 'drop' or 'unk', got {self.unknown_words!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout is a drop probability in [0, 1), got {self.dropout}")
-        if min(self.cache_views, self.batch_size, self.max_length, self.steps_per_execution) < 1:
-            raise ValueError("cache_views, batch_size, max_length and steps_per_execution must "
-                             "be positive")
-        for name, allowed in (("test_feature", TEST_FEATURES), ("test_geometry", TEST_GEOMETRIES),
-                              ("negatives", NEGATIVES), ("text_layout", TEXT_LAYOUTS),
-                              ("classifier_init", CLASSIFIER_INITS), ("precision", PRECISIONS),
-                              ("weight_decay_on", DECAYED), ("vgg_fc7", ("pre_relu", "post_relu"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got "
-                                 f"{getattr(self, name)!r}")
-        if self.test_geometry == "keep_aspect" and self.backbone == "tiny_cnn":
-            raise ValueError("backbone tiny_cnn flattens a fixed-size map, so it has no "
-                             "per-window features for --test_geometry=keep_aspect: pass "
-                             "--test_geometry=squash")
-        if self.test_short_side and self.test_short_side < self.image_size:
-            raise ValueError(f"test_short_side {self.test_short_side} is smaller than "
-                             f"image_size {self.image_size}: a test image must hold at least "
-                             "one training-sized window")
-        if self.finetune_from and self.stage2_freeze_backbone:
-            raise ValueError(f"--finetune_from={self.finetune_from} trains the backbone from that "
-                             "layer in Stage II, but --stage2_freeze_backbone keeps it frozen: "
-                             "drop one of the two")
-        if self.test_short_side < 0:
-            raise ValueError(f"test_short_side must be >= 0 (0: image_size·256/224), got "
-                             f"{self.test_short_side}")
-        if self.labels not in ("instance", "kmeans"):
-            raise ValueError(f"labels must be 'instance' or 'kmeans', got {self.labels!r}")
-        if self.labels == "kmeans" and self.num_clusters < 2:
-            raise ValueError(f"labels='kmeans' needs num_clusters >= 2, got {self.num_clusters}")
-        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ValueError(f"crop_scale must be two numbers 0 < lo <= hi <= 1, got "
-                             f"{self.crop_scale}")
-        return self
+    # --- flat names: flags, config.json versions 1-2, replace() ----------------------------
+
+    @classmethod
+    def flat(cls, **values) -> "Config":
+        """A Config from flat field names (`Config.flat(backbone="tiny_cnn", embed_dim=16)`)."""
+        return cls().replace(**values)
+
+    def replace(self, **values) -> "Config":
+        """A copy with these flat-named fields changed."""
+        groups = {name: dataclasses.replace(getattr(self, name)) for name in GROUPS}
+        top = {}
+        for name, value in values.items():
+            group = FIELD_GROUP.get(name)
+            if group is None:
+                raise TypeError(f"Config has no setting {name!r}")
+            if isinstance(value, list):
+                value = tuple(value)
+            if group:
+                setattr(groups[group], name, value)
+            else:
+                top[name] = value
+        return dataclasses.replace(self, **groups, **top)
+
+    def get(self, name: str):
+        """The value of the flat-named field `name`."""
+        group = FIELD_GROUP[name]
+        return getattr(getattr(self, group) if group else self, name)
+
+    def to_flat(self) -> dict:
+        return {name: self.get(name) for name in FIELD_GROUP}
+
+    # --- derived values ----------------------------------------------------------------------
 
     @property
     def short_side(self) -> int:
         """Test-time short side for keep_aspect: as given, or 256/224 of the training size."""
-        return self.test_short_side or int(round(self.image_size * 256 / 224))
+        return self.test.test_short_side or int(round(self.image.image_size * 256 / 224))
 
     def backbone_frozen(self, stage: int) -> bool:
-        return self.stage1_freeze_backbone if stage == 1 else self.stage2_freeze_backbone
+        return (self.optim.stage1_freeze_backbone if stage == 1
+                else self.optim.stage2_freeze_backbone)
 
     def loss_weights_for(self, stage: int) -> tuple:
-        if self.loss_weights is not None:
-            return tuple(self.loss_weights)
-        if stage == 2 and self.dataset == "cuhk_pedes":
+        if self.loss.loss_weights is not None:
+            return tuple(self.loss.loss_weights)
+        if stage == 2 and self.data.dataset == "cuhk_pedes":
             return CUHK_STAGE2_LOSS_WEIGHTS
         return STAGE_LOSS_WEIGHTS[stage]
 
     def schedule_for(self, stage: int) -> list[tuple[float, int]]:
-        text = self.lr_schedule or (self.stage1_lr_schedule if stage == 1 else self.stage2_lr_schedule)
-        return parse_schedule(text)
+        o = self.optim
+        return parse_schedule(o.lr_schedule or (o.stage1_lr_schedule if stage == 1
+                                                else o.stage2_lr_schedule))
+
+    # --- checks --------------------------------------------------------------------------------
+
+    def validate(self) -> "Config":
+        """Fail before any work on settings that would only break later (choices, schedules).
+
+        Registry names (dataset, backbone) and what they imply are checked where the registries
+        live (`cli.flags` for flags, `training.stages.check_config` before a stage trains)."""
+        for name in FIELDS:
+            allowed = choices(name)
+            if allowed is not None and self.get(name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got "
+                                 f"{self.get(name)!r}")
+        o, t, i = self.optim, self.test, self.image
+        for text in (o.stage1_lr_schedule, o.stage2_lr_schedule, o.lr_schedule):
+            if text:
+                parse_schedule(text)
+        if self.loss.loss_weights is not None and len(self.loss.loss_weights) != 3:
+            raise ValueError(f"loss_weights needs three numbers rank,image,text; got "
+                             f"{self.loss.loss_weights}")
+        if not 0.0 <= self.model.dropout < 1.0:
+            raise ValueError(f"dropout is a drop probability in [0, 1), got {self.model.dropout}")
+        if min(i.cache_views, o.batch_size, self.data.max_length, o.steps_per_execution) < 1:
+            raise ValueError("cache_views, batch_size, max_length and steps_per_execution must "
+                             "be positive")
+        if self.data.labels == "kmeans" and self.data.num_clusters < 2:
+            raise ValueError(f"labels='kmeans' needs num_clusters >= 2, got "
+                             f"{self.data.num_clusters}")
+        if len(i.crop_scale) != 2 or not 0 < i.crop_scale[0] <= i.crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale must be two numbers 0 < lo <= hi <= 1, got "
+                             f"{i.crop_scale}")
+        if t.test_short_side < 0 or (t.test_short_side and t.test_short_side < i.image_size):
+            raise ValueError(f"test_short_side must be 0 (image_size·256/224) or at least "
+                             f"image_size {i.image_size}: a test image must hold one training-"
+                             f"sized window; got {t.test_short_side}")
+        if i.finetune_from and o.stage2_freeze_backbone:
+            raise ValueError(f"--finetune_from={i.finetune_from} trains the backbone from that "
+                             "layer in Stage II, but --stage2_freeze_backbone keeps it frozen: "
+                             "drop one of the two")
+        return self
+
+    # --- config.json ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def save_to(self, path: str) -> str:
         """Write as JSON to `path` atomically (a reader never sees half a file)."""
@@ -253,34 +321,98 @@ class Config:
 
     @classmethod
     def load_from(cls, path: str) -> "Config":
-        """A config.json written by any version of this project (version 1 is migrated)."""
+        """A config.json written by any version of this project (older ones are migrated)."""
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} not found: train a model into this workdir first "
-                                    "(python -m keras_instance.train --workdir ...)")
+                                    "(python -m keras_instance.cli.train --workdir ...)")
         try:
             with open(path) as f:
                 raw = json.load(f)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}, line {err.lineno}: not valid JSON ({err.msg}); it is "
-                             "written by keras_instance.train, restore it or retrain") from None
+                             "written by keras_instance.cli.train, restore it or retrain") from None
         return cls.from_dict(raw)
 
     @classmethod
     def from_dict(cls, raw: dict) -> "Config":
-        raw = dict(raw)
-        if raw.get("config_version", 1) < 2:
+        """From config.json's tree (version 3) or flat dict (versions 1 and 2)."""
+        flat = {}
+        for key, value in raw.items():
+            if key in GROUPS and isinstance(value, dict):
+                flat.update(value)
+            else:
+                flat[key] = value
+        if flat.get("config_version", 1) < 2:
             for name, value in V1_VALUES.items():
-                raw.setdefault(name, value)
-            raw["dataset"] = V1_DATASETS.get(raw.get("dataset"), raw.get("dataset"))
-            raw.setdefault("precision", "mixed" if raw.get("mixed_precision") else "float32")
-            raw["config_version"] = CONFIG_VERSION
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
-        return cls(**kwargs)
+                flat.setdefault(name, value)
+            flat["dataset"] = V1_DATASETS.get(flat.get("dataset"), flat.get("dataset"))
+        if "precision" not in flat and "mixed_precision" in flat:  # versions 1-2
+            flat["precision"] = "mixed" if flat["mixed_precision"] else "float32"
+        flat["config_version"] = CONFIG_VERSION
+        return cls().replace(**{k: v for k, v in flat.items() if k in FIELD_GROUP})
 
     @classmethod
     def load(cls, workdir: str) -> "Config":
         return cls.load_from(os.path.join(workdir, "config.json"))
+
+
+def _group_fields():
+    """{flat name: dataclasses.Field}, {flat name: group ('' for top-level)}, and types."""
+    fields, group_of, types = {}, {}, {}
+    for group, klass in [("", Config), *GROUPS.items()]:
+        hints = typing.get_type_hints(klass)
+        for f in dataclasses.fields(klass):
+            if f.name in GROUPS:
+                continue
+            fields[f.name], group_of[f.name], types[f.name] = f, group, hints[f.name]
+    return fields, group_of, types
+
+
+FIELDS, FIELD_GROUP, FIELD_TYPES = _group_fields()
+
+
+def choices(name: str):
+    """The fixed allowed values of field `name` (None: any of its type, or a registry's keys:
+    `registry(name)`)."""
+    return FIELDS[name].metadata.get("choices")
+
+
+def registry(name: str) -> str | None:
+    """'datasets' or 'backbones' when field `name` takes a registry's keys (the registry itself
+    lives with its package: data.readers, model.backbones)."""
+    return FIELDS[name].metadata.get("registry")
+
+
+def fields_in_scope(*scopes: str) -> tuple[str, ...]:
+    return tuple(n for n, f in FIELDS.items() if f.metadata["scope"] in scopes)
+
+
+# What a run folder fixes for all its stages and reruns; what any command may change; what a
+# program using a trained run may override.
+RUN_FIELDS = fields_in_scope("run")
+FREE_FIELDS = fields_in_scope("free", "test")
+TEST_TIME_FIELDS = fields_in_scope("test")
+
+
+def stage_fields(stage: int) -> tuple[str, ...]:
+    """Settings a stage is trained with: fixed while it runs, resumes and is rerun."""
+    return fields_in_scope("stage", f"stage{stage}")
+
+
+def differences(saved: Config, wanted: Config, names) -> list[tuple[str, object, object]]:
+    """(field, saved value, wanted value) for each of `names` that differs."""
+    return [(n, saved.get(n), wanted.get(n)) for n in names if saved.get(n) != wanted.get(n)]
+
+
+def flag_text(name: str, value) -> str:
+    """A config value as the command-line flag that sets it."""
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no{name}"
+    if isinstance(value, (tuple, list)):
+        value = ",".join(map(str, value))
+    elif isinstance(value, dict):
+        value = ",".join(f"{k}={v:g}" for k, v in value.items())
+    return f"--{name}={'none' if value is None else value}"
 
 
 def parse_schedule(text: str) -> list[tuple[float, int]]:

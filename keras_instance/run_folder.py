@@ -11,16 +11,18 @@
                            new one finishes
     eval_<split>.json, kmeans_labels.*, model.keras, report/, explain*.html
 
-Nothing here trains or builds models: programs that load a run and the trainer both use it.
+Nothing here trains: programs that load a run (`load_trained`) and the trainer both use it, and
+loading a run imports no training code.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 
-from keras_instance.config import (RUN_FIELDS, Config, differences, flag_text, stage_fields)
+from keras_instance.config import RUN_FIELDS, Config, differences, flag_text, stage_fields
 
 CONFIG = "config.json"
 VOCAB = "vocab.txt"
@@ -28,6 +30,15 @@ WORD_VECTORS = "word_vectors.npy"
 META = "meta.json"
 FINAL_WEIGHTS = "final.weights.h5"
 REPLACED = ".replaced"
+KMEANS_LABELS = "kmeans_labels.npy"
+KMEANS_INFO = "kmeans_labels.json"
+IMAGE_ENCODER = "image_encoder.keras"
+TEXT_ENCODER = "text_encoder.keras"
+TRAINING_MODEL = "model.keras"
+LOG_CSV = "log.csv"            # in each stage folder: the training curve
+SUMMARY = "summary.json"       # in each stage folder: epochs, wall time, final metrics
+REPORT = "report"              # reports.html's default folder
+EXPLAIN = "explain.html"       # cli.explain's default snippet (explain_top_<split>.html: --split)
 
 
 class RunConflict(ValueError):
@@ -54,6 +65,16 @@ def backup_dir(workdir: str, stage: int) -> str:
     return os.path.join(stage_dir(workdir, stage), "backup")
 
 
+def logs_dir(workdir: str, stage: int) -> str:
+    """TensorBoard's folder of a stage."""
+    return os.path.join(stage_dir(workdir, stage), "logs")
+
+
+def stage_file(workdir: str, stage: int, name: str) -> str:
+    """A file of a stage folder (LOG_CSV, SUMMARY, FINAL_WEIGHTS, CONFIG)."""
+    return os.path.join(stage_dir(workdir, stage), name)
+
+
 def eval_path(workdir: str, name: str) -> str:
     return os.path.join(workdir, f"eval_{name}.json")
 
@@ -66,8 +87,8 @@ def latest_weights(workdir: str, stage: int | None = None) -> tuple[int, str]:
             return candidate, weights
     wanted = f"stage {stage}" if stage else "training stage"
     raise FileNotFoundError(f"no finished {wanted} in {workdir!r} (looked for "
-                            f"{final_weights_path(workdir, stage or 1)}); run keras_instance.train "
-                            "first")
+                            f"{final_weights_path(workdir, stage or 1)}); run "
+                            "keras_instance.cli.train first")
 
 
 def epochs_done(workdir: str, stage: int) -> int:
@@ -184,3 +205,38 @@ def drop_replaced(workdir: str, stage: int) -> None:
     """The retrained stage finished: what --overwrite set aside goes."""
     for s in ((1, 2) if stage == 1 else (2,)):
         shutil.rmtree(stage_dir(workdir, s) + REPLACED, ignore_errors=True)
+
+
+# --- a finished run loaded back ---------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainedRun:
+    config: Config
+    dual: object    # model.dual_path.DualPath
+    vocab: object   # text.tokenizer.Vocabulary
+    stage: int
+    weights: str
+
+    def describe(self) -> str:
+        return f"Stage {self.stage} model ({self.weights})"
+
+
+def build_model(config: Config, backbone_weights="config"):
+    """The run's model as `meta.json` sized it (weights come from a checkpoint afterwards)."""
+    from keras_instance.model.dual_path import build_dual_path
+    meta = read_json(path(config.workdir, META))
+    return build_dual_path(config, meta["num_classes"], meta["vocab_size"], backbone_weights)
+
+
+def load_trained(workdir: str, overrides: dict | None = None, stage: int | None = None
+                 ) -> TrainedRun:
+    """Rebuild the model of `workdir` with the weights of its latest finished stage (or
+    `stage`); `overrides` (flat names) replace config fields, e.g. test-time settings."""
+    from keras_instance.text import tokenizer
+    # the folder given, not the one saved in config.json: a moved or copied run still loads
+    config = Config.load(workdir).replace(workdir=workdir, **(overrides or {}))
+    stage, weights = latest_weights(workdir, stage)
+    dual = build_model(config, backbone_weights=None)
+    dual.full_model().load_weights(weights)
+    vocab = tokenizer.Vocabulary.load(path(workdir, VOCAB))
+    return TrainedRun(config, dual, vocab, stage, weights)

@@ -5,7 +5,7 @@ Examples:
     python -m serving.client --text "a dog runs on the grass"            # text_to_image: top-k
     python -m serving.client --image photo.jpg                            # image_to_text: top-k
     python -m serving.client --text "a red car" --embed                   # text_encoder: embedding
-    python -m serving.client --text "..." --model_version 3               # or --version_label stable
+    python -m serving.client --text "..." --model_version 3               # or by --version_label
     python -m serving.client --status --metadata --model text_encoder     # versions, signatures
 
 Every output tensor of the signature is printed (string tensors decoded): an embedding as a
@@ -31,13 +31,18 @@ import grpc
 import numpy as np
 
 from serving import tensors
-from serving.protos import (get_model_metadata_pb2, get_model_status_pb2,  # TF left unloaded
-                            model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+from serving.constants import DEFAULT_SIGNATURE, GRPC_PORT
+from serving.protos import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
-DEFAULT_SERVER = "localhost:8500"
+DEFAULT_SERVER = f"localhost:{GRPC_PORT}"
 DEFAULT_DEADLINE_S = 10.0
 DEFAULT_MAX_MESSAGE_MB = 64
-DEFAULT_SIGNATURE = "serving_default"
 # Query kind → (default model, signature input name).
 # Default models: a query returns the top-k gallery matches; --embed asks the encoders instead.
 QUERY_DEFAULTS = {"text": ("text_to_image", "sentences"), "image": ("image_to_text", "images")}
@@ -128,7 +133,8 @@ def get_metadata(stub, model: str, version: int | None = None, label: str | None
 
 def get_status(stub, model: str, version: int | None = None, label: str | None = None,
                timeout: float = DEFAULT_DEADLINE_S) -> list[dict]:
-    """ModelService.GetModelStatus → [{version, state, error_code, error_message}], one per version."""
+    """ModelService.GetModelStatus → [{version, state, error_code, error_message}], one per
+    version."""
     request = get_model_status_pb2.GetModelStatusRequest()
     _fill_model_spec(request.model_spec, model, version, label)
     response = stub.GetModelStatus(request, timeout=timeout)

@@ -1,7 +1,7 @@
 """The stand-in server as a child process: start it on a free loopback port, wait, stop it.
 
 Tests and benchmarks talk to a real server process through the real client; this is the one
-place that knows how to launch `python -m serving.standin_server`, read the ports it prints
+place that knows how to launch `python -m serving.standin`, read the ports it prints
 ("…: gRPC on 127.0.0.1:PORT", "…: REST on …", "…: ready") and shut it down cleanly.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class StandinProcess:
-    """`python -m serving.standin_server ARGS --host=127.0.0.1 --port=0`; stderr to `log_path`."""
+    """`python -m serving.standin ARGS --host=127.0.0.1 --port=0`; stderr to `log_path`."""
 
     def __init__(self, args: list[str], log_path: str, start_s: float = 120.0,
                  env: dict | None = None):
@@ -27,7 +27,7 @@ class StandinProcess:
         env = dict(env or os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.standin_server", "--host=127.0.0.1", "--port=0",
+            [sys.executable, "-m", "serving.standin", "--host=127.0.0.1", "--port=0",
              *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         try:
             self._wait_ready(start_s)

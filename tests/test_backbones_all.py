@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_instance.backbones import SPLIT_EXAMPLES, build_backbone, split_backbone, window_features
+from keras_instance.model.backbones import build_backbone, spec, split_backbone, window_features
 
 
 @pytest.mark.parametrize("name, size, dim", [
@@ -27,7 +27,7 @@ def test_backbone_feature_size_and_windows(name, size, dim):
     grid = window_features(model, name, tf.constant(wide), size).numpy()
     assert grid.shape == (1, 6, dim) and np.all(np.isfinite(grid))
     # --finetune_from: every listed split point splits it and the two halves re-join exactly
-    for layer in SPLIT_EXAMPLES[name]:
+    for layer in spec(name).split_examples:
         split = split_backbone(model, name, layer, size)
         maps = split.prefix(square, training=False)
         rejoined = split.suffix(maps, training=False).numpy()

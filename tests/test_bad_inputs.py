@@ -26,11 +26,12 @@ for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from keras_instance import evaluation, serving_export, text, trained, training  # noqa: E402
-from keras_instance.data.records import split_records  # noqa: E402
-from serving import client
+from keras_instance.export import layout  # noqa: E402
+from keras_instance.export import modules as serving_export  # noqa: E402
+from keras_instance.retrieval import embeddings as evaluation  # noqa: E402
+from keras_instance.text import tokenizer as text  # noqa: E402
+from serving import client  # noqa: E402
 from serving.standin_process import StandinProcess  # noqa: E402
-from test_export import train_tiny_stage1  # noqa: E402
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 IMAGE, TEXT = serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL
@@ -40,14 +41,12 @@ ATOL = 1e-5
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A tiny Stage-I demo model, exported in-process as version 1 (real encoders)."""
+def model(trained_run, tmp_path_factory):
+    """The session's tiny trained run and its exported encoders (version 1)."""
     root = tmp_path_factory.mktemp("bad_inputs")
-    run = trained.load_trained(train_tiny_stage1(root).workdir)
-    config, dual, vocab = run.config, run.dual, run.vocab
-    exports = str(root / "exports")
-    serving_export.export(config, dual, vocab, exports)
-    test = split_records(training.load_records(config), "test")
+    config, dual, vocab = trained_run["config"], trained_run["dual"], trained_run["vocab"]
+    exports = trained_run["exports"]
+    test = trained_run["test"]
     good_image = open(test[0].image_path, "rb").read()
     good_caption = test[0].captions[0]
     return dict(config=config, dual=dual, vocab=vocab, exports=exports, root=root,
@@ -58,9 +57,9 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model):
-    """`python -m serving.standin_server` on a free loopback port, serving the exports."""
+    """`python -m serving.standin` on a free loopback port, serving the exports."""
     standin = StandinProcess(
-        [f"--model_config={os.path.join(model['exports'], serving_export.MODELS_CONFIG)}",
+        [f"--model_config={os.path.join(model['exports'], layout.MODELS_CONFIG)}",
          "--file_system_poll_wait_seconds=0"],
         os.path.join(model["root"], "standin.log"), env=ENV)
     channel = None
@@ -85,15 +84,15 @@ def embed_images(config, dual, root, images):
         paths.append(os.path.join(folder, f"{len(os.listdir(folder))}.img"))
         with open(paths[-1], "wb") as f:
             f.write(data)
-    return evaluation.embed_images(dual.image_encoder(), paths, config.image_size,
-                                   config.test_flip_sum)
+    return evaluation.embed_images(dual.image_encoder(), paths, config.image.image_size,
+                                   config.test.test_flip_sum)
 
 
 def embed_sentences(config, dual, vocab, sentences):
     """In-process evaluation of sentences (str or raw bytes) through the training front end."""
     raw = [s.encode("utf-8") if isinstance(s, str) else s for s in sentences]
-    tokens = text.token_ids(tf.constant(raw), vocab.lookup_table(), config.max_length)
-    return evaluation.embed_token_ids(dual.text_encoder, tokens.numpy(), config.test_shift_sum)
+    tokens = text.token_ids(tf.constant(raw), vocab.lookup_table(), config.data.max_length)
+    return evaluation.embed_token_ids(dual.text_encoder, tokens.numpy(), config.test.test_shift_sum)
 
 
 def served(server, name, values, **kwargs):
@@ -236,10 +235,10 @@ def test_sentences_without_known_words_embed_as_padding(server, model):
     sentences = ["", "   \t\n  ", "zzzq qqxz, xyzzyq!"]
     assert not any(w in vocab.index for w in ["zzzq", "qqxz", "xyzzyq"])
     ids = served(server, TEXT, sentences, signature_name="token_ids")["token_ids"]
-    np.testing.assert_array_equal(ids, np.zeros((3, config.max_length), np.int32))
+    np.testing.assert_array_equal(ids, np.zeros((3, config.data.max_length), np.int32))
     padding = evaluation.embed_token_ids(model["dual"].text_encoder,
-                                         np.zeros((1, config.max_length), np.int32),
-                                         config.test_shift_sum)[0]
+                                         np.zeros((1, config.data.max_length), np.int32),
+                                         config.test.test_shift_sum)[0]
     got = served(server, TEXT, sentences)["embedding"]
     for row in got:
         np.testing.assert_allclose(row, padding, atol=ATOL)
@@ -258,7 +257,7 @@ def test_long_and_non_utf8_sentences_have_defined_embeddings(server, model):
     elapsed = time.perf_counter() - start
     assert elapsed < 10, f"a 100 KB sentence took {elapsed:.1f} s"
     kept = [w for w in text.tokenize_py([long_sentence])[0] if w in vocab.index]
-    prefix = " ".join(kept[:config.max_length])
+    prefix = " ".join(kept[:config.data.max_length])
     np.testing.assert_allclose(got, embed_sentences(config, dual, vocab, [prefix])[0], atol=ATOL)
     np.testing.assert_allclose(got, embed_sentences(config, dual, vocab, [long_sentence])[0],
                                atol=ATOL)

@@ -10,15 +10,16 @@ import textwrap
 
 SCRIPT = textwrap.dedent(r"""
     import json, sys
-    from keras_instance import distribute
+    from keras_instance.training import distribute
     distribute.use_cpu_replicas(2)
     import keras, numpy as np, tensorflow as tf
     from keras_instance.config import Config
-    from keras_instance.model import build_dual_path
-    from keras_instance.trainer import InstanceTrainer
+    from keras_instance.model.dual_path import build_dual_path
+    from keras_instance.training.step import InstanceTrainer
 
     negatives = sys.argv[1]
-    config = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=16,
+    config = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
+                    image_size=16,
                     image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
                     embed_dim=16, word_dim=8, max_length=8, dropout=0.0, sync_batchnorm=True)
     num_classes, vocab, batch = 6, 12, 8
@@ -64,7 +65,8 @@ SCRIPT = textwrap.dedent(r"""
     relative = [float(np.abs(a - b).max() / max(np.abs(a - s).max(), 1e-6))
                 for a, b, s in zip(one, two, one_start)]
     worst = sorted(zip(relative, names))[-3:]
-    print(json.dumps({"moved": moved, "diff": diff, "relative": max(relative), "one_loss": one_loss, "two_loss": two_loss,
+    print(json.dumps({"moved": moved, "diff": diff, "relative": max(relative),
+                      "one_loss": one_loss, "two_loss": two_loss,
                       "worst": worst}))
 """)
 
@@ -90,7 +92,8 @@ def test_a_lone_cpu_trains_under_the_default_strategy():
     """No GPU and no --num_cpu_replicas: nothing to mirror, so no MirroredStrategy overhead."""
     import pytest
     import tensorflow as tf
-    from keras_instance import distribute
+
+    from keras_instance.training import distribute
     if tf.config.list_logical_devices("GPU"):
         pytest.skip("a GPU is visible: the mirrored strategy spans it")
     strategy = distribute.make_strategy("mirrored", num_cpu_replicas=0)
@@ -103,14 +106,15 @@ def test_a_lone_cpu_trains_under_the_default_strategy():
 
 DECAY_SCRIPT = textwrap.dedent(r"""
     import json, sys
-    from keras_instance import distribute
+    from keras_instance.training import distribute
     distribute.use_cpu_replicas(2)
     import keras, numpy as np, tensorflow as tf
     from keras_instance.config import Config
-    from keras_instance.model import build_dual_path
-    from keras_instance.trainer import InstanceTrainer
+    from keras_instance.model.dual_path import build_dual_path
+    from keras_instance.training.step import InstanceTrainer
 
-    config = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=16,
+    config = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
+                    image_size=16,
                     image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
                     embed_dim=16, word_dim=8, max_length=8, dropout=0.0)
     rng = np.random.default_rng(0)

@@ -6,14 +6,15 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_config
 
-from keras_instance import explain_words, text, training
-from keras_instance.config import Config
-from keras_instance.data import pipeline
+from keras_instance import run_folder
+from keras_instance.data import pipeline, readers
 from keras_instance.data.demo import generate_demo
 from keras_instance.data.records import split_records
-
-from test_training import tiny_config
+from keras_instance.reports import word_importance as explain_words
+from keras_instance.text import tokenizer as text
+from keras_instance.training import stages as training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNKNOWN = "zzqxv"
@@ -25,33 +26,29 @@ def trained(tmp_path_factory):
     data = str(base / "data")
     generate_demo(data, num_train=48, num_val=2, num_test=6, image_size=32, seed=6)
     # max_length 12 < the demo's caption lengths: words past the cut are exercised too.
-    config = tiny_config(data, str(base / "run"), stage1_lr_schedule="0.1:2", max_length=12,
-                         test_flip_sum=True)
+    config = tiny_config(data, str(base / "run"), max_length=12, test_flip_sum=True)
     training.train(config, 1, verbose=0, log=lambda *_: None)
-    config = Config.load(config.workdir)
-    dual = training.build_for_workdir(config, backbone_weights=None)
-    dual.full_model().load_weights(training.latest_weights(config.workdir)[1])
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
-    return config, dual, vocab
+    run = run_folder.load_trained(config.workdir)
+    return run.config, run.dual, run.vocab
 
 
 def _direct_score(config, dual, image_path, ids):
     """Cosine of image and caption embeddings computed by hand from the encoders."""
-    image = pipeline.load_eval_image(tf.constant(image_path), config.image_size)[None]
+    image = pipeline.load_eval_image(tf.constant(image_path), config.image.image_size)[None]
     img = dual.image_encoder()(image, training=False)["embedding"].numpy()[0]
     img = img + dual.image_encoder()(tf.image.flip_left_right(image),
                                      training=False)["embedding"].numpy()[0]
-    row = np.zeros(config.max_length, np.int32)
-    row[:min(len(ids), config.max_length)] = ids[:config.max_length]
+    row = np.zeros(config.data.max_length, np.int32)
+    row[:min(len(ids), config.data.max_length)] = ids[:config.data.max_length]
     n = int((row != 0).sum())
-    shifts = np.stack([np.roll(row, k) for k in range(config.max_length - n + 1)])
+    shifts = np.stack([np.roll(row, k) for k in range(config.data.max_length - n + 1)])
     txt = dual.text_encoder(shifts, training=False)["embedding"].numpy().astype(np.float64).sum(0)
     return float(img @ txt / np.linalg.norm(img) / np.linalg.norm(txt))
 
 
 def test_drops_equal_direct_recomputation(trained):
     config, dual, vocab = trained
-    record = split_records(training.load_records(config), "test")[0]
+    record = split_records(readers.load(config.data), "test")[0]
     words = vocab.words[vocab.first_word_id:vocab.first_word_id + 14]
     sentence = " ".join(words[:3] + [UNKNOWN.upper()] + words[3:])   # 14 known words + 1 unknown
     expl = explain_words.explain(config, dual, vocab, record.image_path, sentence)
@@ -71,7 +68,7 @@ def test_drops_equal_direct_recomputation(trained):
 
 def test_unknown_word_is_reported_not_silent(trained):
     config, dual, vocab = trained
-    record = split_records(training.load_records(config), "test")[0]
+    record = split_records(readers.load(config.data), "test")[0]
     word = vocab.words[vocab.first_word_id]
     expl = explain_words.explain(config, dual, vocab, record.image_path, f"{word} {UNKNOWN}")
     unknown = expl.words[1]
@@ -107,13 +104,13 @@ def test_top_words_aggregation_known_answer():
 
 def test_split_drops_and_program(trained):
     config, dual, vocab = trained
-    drops = explain_words.split_word_drops(config, dual, vocab, training.load_records(config),
+    drops = explain_words.split_word_drops(config, dual, vocab, readers.load(config.data),
                                            "test", max_pairs=6, seed=0)
     assert drops and all(isinstance(d, float) for _, d in drops)
-    record = split_records(training.load_records(config), "test")[1]
+    record = split_records(readers.load(config.data), "test")[1]
     out = os.path.join(config.workdir, "snippet.html")
     proc = subprocess.run(
-        [sys.executable, "-m", "keras_instance.explain", f"--workdir={config.workdir}",
+        [sys.executable, "-m", "keras_instance.cli.explain", f"--workdir={config.workdir}",
          f"--image={record.image_path}", f"--sentence={record.captions[0]} & {UNKNOWN}",
          f"--html_out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

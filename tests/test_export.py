@@ -1,6 +1,7 @@
 """Export for TF Serving: layout and versions, served embeddings = evaluation's, token-id identity,
 warmup records, models.config, the op allow-list, and `.keras` loading in a fresh process."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,14 +12,13 @@ import tensorflow_text  # noqa: F401  (registers NormalizeUTF8 / CaseFoldUTF8 fo
 from google.protobuf import text_format
 from tensorflow.core.protobuf import saved_model_pb2
 
-from keras_instance import evaluation, serving_export, text, training
 from keras_instance.config import Config
 from keras_instance.data import pipeline
-from keras_instance.data.demo import generate_demo
-from keras_instance.data.records import split_records
-from keras_instance.model import build_text_encoder
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from keras_instance.export import layout, publish
+from keras_instance.export import modules as serving_export
+from keras_instance.model.dual_path import build_text_encoder
+from keras_instance.retrieval import embeddings as evaluation
+from keras_instance.text import tokenizer as text
 
 # TF Serving links TF Text's op library into the model server: tensorflow_serving/model_servers/
 # BUILD puts "@org_tensorflow_text//tensorflow_text:ops_lib" in SUPPORTED_TENSORFLOW_OPS (a
@@ -32,79 +32,46 @@ ALLOWED_INTERNAL_OPS = {"StatefulPartitionedCall", "PartitionedCall", "NoOp", "P
                         "_Arg", "_Retval", "DisableCopyOnRead"}
 
 
-def tiny_config(data_dir, workdir, **overrides):
-    base = dict(dataset="demo", data_dir=data_dir, workdir=workdir, backbone="tiny_cnn", test_geometry="squash",
-                backbone_weights=None, image_size=32, image_head_units=(16,), word_dim=8,
-                text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1), embed_dim=16, dropout=0.1,
-                batch_size=16, negatives="hardest_in_batch", random_flip=False,
-                stage1_lr_schedule="0.1:1", test_flip_sum=True, test_shift_sum=True)
-    base.update(overrides)
-    return Config(**base)
-
-
-def run_program(module, *args):
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def train_tiny_stage1(root):
-    """Tiny demo data under `root` and a one-epoch Stage-I model in `root/run`; its Config."""
-    data = str(root / "data")
-    generate_demo(data, num_train=48, num_val=4, num_test=12, image_size=32, seed=3)
-    config = tiny_config(data, str(root / "run"))
-    training.train(config, 1, verbose=0)
-    return config
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny Stage-I model, exported once by the program as version 1."""
-    root = tmp_path_factory.mktemp("export")
-    config = train_tiny_stage1(root)
-    exports = str(root / "exports")
-    out = run_program("keras_instance.export", f"--workdir={config.workdir}",
-                      f"--export_dir={exports}")
-    assert "exported as version 1" in out.stdout
-    dual = training.build_for_workdir(config, backbone_weights=None)
-    dual.full_model().load_weights(training.latest_weights(config.workdir)[1])
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
-    test = split_records(training.load_records(config), "test")
-    return dict(config=config, dual=dual, vocab=vocab, exports=exports, test=test, root=root)
+def trained(trained_run):
+    """The session's tiny run (Stage I + II), exported by the program as version 1."""
+    return trained_run
 
 
 def saved(trained, name, version=1):
     return os.path.join(trained["exports"], name, str(version))
 
 
-def test_layout_versions_and_atomic_rename(trained):
-    exports = trained["exports"]
+def test_layout_versions_and_atomic_rename(trained, tmp_path):
     for name in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL):
         assert os.path.exists(os.path.join(saved(trained, name), "saved_model.pb"))
-        assert os.path.exists(os.path.join(saved(trained, name), serving_export.WARMUP_FILE))
-    result = serving_export.export(trained["config"], trained["dual"], trained["vocab"], exports)
+        assert os.path.exists(os.path.join(saved(trained, name), layout.WARMUP_FILE))
+    exports = str(tmp_path / "exports")
+    shutil.copytree(trained["exports"], exports)
+    result = publish.export_encoders(trained["config"], trained["dual"], trained["vocab"], exports)
     assert result["version"] == 2
     for name in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL):
         assert sorted(os.listdir(os.path.join(exports, name))) == ["1", "2"], "no temp folder left"
     with pytest.raises(FileExistsError):
-        serving_export.export(trained["config"], trained["dual"], trained["vocab"], exports,
-                              version=2)
+        publish.export_encoders(trained["config"], trained["dual"], trained["vocab"], exports,
+                                version=2)
     assert sorted(os.listdir(exports)) == ["image_encoder", "models.config", "text_encoder"]
     umask = os.umask(0)
     os.umask(umask)
-    assert os.stat(saved(trained, "text_encoder", 2)).st_mode & 0o777 == 0o777 & ~umask
-    assert os.path.exists(os.path.join(trained["config"].workdir, "model.keras"))
+    assert os.stat(os.path.join(exports, "text_encoder", "2")).st_mode & 0o777 == 0o777 & ~umask
+    for name in ("model.keras", "image_encoder.keras", "text_encoder.keras"):
+        assert os.path.exists(os.path.join(trained["config"].workdir, name))
 
 
-def test_failed_save_leaves_no_version(tmp_path, monkeypatch):
+def test_failed_save_leaves_no_version(trained, tmp_path, monkeypatch):
     def broken_save(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    module = serving_export.text_module(trained["config"], trained["dual"], trained["vocab"])
     with pytest.raises(RuntimeError, match="disk full"):
-        serving_export.save_version(tf.Module(), str(tmp_path / "m"), 3, {})
-    assert os.listdir(tmp_path / "m") == []
+        layout.save(module, str(tmp_path), 3)
+    assert os.listdir(tmp_path / serving_export.TEXT_MODEL) == []
 
 
 def test_served_embeddings_equal_evaluation(trained, tmp_path):
@@ -113,20 +80,20 @@ def test_served_embeddings_equal_evaluation(trained, tmp_path):
     # One JPEG besides the demo's PNGs.
     jpeg = str(tmp_path / "x.jpg")
     with open(jpeg, "wb") as f:
-        f.write(serving_export.demo_jpeg(48, seed=5))
+        f.write(layout.demo_jpeg(48, seed=5))
     paths.append(jpeg)
-    expected = evaluation.embed_images(dual.image_encoder(), paths, config.image_size,
+    expected = evaluation.embed_images(dual.image_encoder(), paths, config.image.image_size,
                                        flip_sum=True)
     model = tf.saved_model.load(saved(trained, serving_export.IMAGE_MODEL))
     images = tf.constant([open(p, "rb").read() for p in paths])
     got = model.signatures["serving_default"](images=images)["embedding"].numpy()
-    assert got.shape == (len(paths), config.embed_dim)
+    assert got.shape == (len(paths), config.model.embed_dim)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
     captions = [c for r in trained["test"] for c in r.captions][:20]
     captions += ["", "   ", "zzz qqq", "A RED circle, on the LEFT!"]
-    tokens = text.encode_captions(captions, trained["vocab"], config.max_length)
+    tokens = text.encode_captions(captions, trained["vocab"], config.data.max_length)
     expected = evaluation.embed_token_ids(dual.text_encoder, tokens, shift_sum=True)
     model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
     got = model.signatures["serving_default"](sentences=tf.constant(captions))["embedding"]
@@ -135,15 +102,14 @@ def test_served_embeddings_equal_evaluation(trained, tmp_path):
 
 def test_test_feature_relu_serves_and_evaluates_the_post_relu_output(trained):
     """--test_feature=relu: the served modules and evaluation both use the branch's ReLU output."""
-    import dataclasses
     with pytest.raises(ValueError, match="test_feature must be one of 'embedding', 'relu'"):
-        dataclasses.replace(trained["config"], test_feature="pooled").validate()
-    config = dataclasses.replace(trained["config"], test_feature="relu")
+        trained["config"].replace(test_feature="pooled").validate()
+    config = trained["config"].replace(test_feature="relu")
     dual, vocab = trained["dual"], trained["vocab"]
     paths = [r.image_path for r in trained["test"]][:6]
     relu = evaluation.config_image_embeddings(config, dual, paths)
     image_model = dual.image_encoder()
-    pixels = tf.stack([pipeline.load_eval_image(tf.constant(p), config.image_size)
+    pixels = tf.stack([pipeline.load_eval_image(tf.constant(p), config.image.image_size)
                        for p in paths])
     by_hand = sum(image_model(x, training=False)["relu"].numpy()
                   for x in (pixels, tf.image.flip_left_right(pixels)))
@@ -157,7 +123,7 @@ def test_test_feature_relu_serves_and_evaluates_the_post_relu_output(trained):
     np.testing.assert_allclose(served, relu, atol=1e-5)
 
     captions = [c for r in trained["test"] for c in r.captions][:8]
-    tokens = text.encode_captions(captions, vocab, config.max_length)
+    tokens = text.encode_captions(captions, vocab, config.data.max_length)
     relu = evaluation.config_token_embeddings(config, dual, tokens)
     assert (relu >= 0).all()
     module = serving_export.text_module(config, dual, vocab)
@@ -167,12 +133,12 @@ def test_test_feature_relu_serves_and_evaluates_the_post_relu_output(trained):
 
 def test_bad_image_in_batch_is_invalid_argument(trained):
     model = tf.saved_model.load(saved(trained, serving_export.IMAGE_MODEL))
-    good = serving_export.demo_jpeg(32)
+    good = layout.demo_jpeg(32)
     for bad, words in ((b"not an image", "image"), (b"", "empty")):
         with pytest.raises(tf.errors.InvalidArgumentError, match=words):
             model.signatures["serving_default"](images=tf.constant([good, bad]))
     ok = model.signatures["serving_default"](images=tf.constant([good]))["embedding"]
-    assert ok.shape == (1, trained["config"].embed_dim)
+    assert ok.shape == (1, trained["config"].model.embed_dim)
 
 
 TRICKY = ["Über Café", "über café's", "A man's DOG, isn't it?!", "''quoted'' words'",
@@ -186,16 +152,14 @@ def test_token_ids_identical_to_training_front_end(trained, tmp_path):
     sentences = TRICKY + ["A RED circle, on the LEFT!", "Two   large-squares: blue & green."]
     model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
     np.testing.assert_array_equal(model.token_ids(tf.constant(sentences)).numpy(),
-                                  text.encode_captions(sentences, vocab, config.max_length))
+                                  text.encode_captions(sentences, vocab, config.data.max_length))
     # … and one whose vocabulary holds the non-ASCII and apostrophe words, so they are kept.
     words = ["über", "café", "café's", "man's", "dog", "isn't", "it", "quoted", "words", "fine",
              "dash", "ellipsis", "naïve", "résumé", "42", "tab", "and", "newline"]
     vocab = text.Vocabulary(words)
     encoder = build_text_encoder(len(vocab), 8, 4, (8, 8, 8, 8), (1, 1, 1, 1), "max", 4, 0.0)
     module = serving_export.TextEncoderModule(encoder, vocab, 8, shift_sum=True)
-    path = serving_export.save_version(module, str(tmp_path / "text"), 1,
-                                       {"serving_default": module.serve,
-                                        "token_ids": module.serve_token_ids})
+    path = layout.save(module, str(tmp_path), 1)
     loaded = tf.saved_model.load(path)
     expected = text.encode_captions(sentences, vocab, 8)
     assert (expected[0] == [1, 2] + [0] * 6).all() and (expected != 0).sum() > 20
@@ -211,7 +175,7 @@ def test_warmup_requests_parse_and_run(trained):
     from tensorflow_serving.apis import prediction_log_pb2
     for name, key in ((serving_export.IMAGE_MODEL, "images"),
                       (serving_export.TEXT_MODEL, "sentences")):
-        path = os.path.join(saved(trained, name), serving_export.WARMUP_FILE)
+        path = os.path.join(saved(trained, name), layout.WARMUP_FILE)
         logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
                 for r in tf.data.TFRecordDataset(path)]
         assert len(logs) >= 2
@@ -222,7 +186,7 @@ def test_warmup_requests_parse_and_run(trained):
             assert request.model_spec.signature_name == "serving_default"
             inputs = tf.make_ndarray(request.inputs[key])
             out = model.signatures["serving_default"](**{key: tf.constant(inputs)})
-            assert out["embedding"].shape == (len(inputs), trained["config"].embed_dim)
+            assert out["embedding"].shape == (len(inputs), trained["config"].model.embed_dim)
 
 
 def test_models_config_parses(trained):
@@ -262,48 +226,15 @@ def test_op_allow_list(trained):
     assert ALLOWED_TF_TEXT_OPS <= graph_ops(saved(trained, serving_export.TEXT_MODEL))
 
 
-LOAD_IN_FRESH_PROCESS = """
-import sys
-import numpy as np
-import keras
-import keras_instance  # registers the custom layers
-model = keras.models.load_model(sys.argv[1])  # safe_mode=True (the default)
-data = np.load(sys.argv[2])
-out = model.predict({"image": data["image"], "tokens": data["tokens"]}, verbose=0)
-np.savez(sys.argv[3], **{k: np.asarray(v) for k, v in out.items()})
-"""
-
-
-def test_keras_file_loads_in_fresh_process(trained, tmp_path):
-    path = os.path.join(trained["config"].workdir, "model.keras")
-    model = trained["dual"].full_model()
-    rng = np.random.default_rng(0)
-    captions = [r.captions[0] for r in trained["test"][:3]]
-    inputs = {"image": rng.uniform(0, 255, (3, 32, 32, 3)).astype(np.float32),
-              "tokens": text.encode_captions(captions, trained["vocab"],
-                                             trained["config"].max_length)}
-    expected = {k: np.asarray(v) for k, v in model(inputs, training=False).items()}
-    np.savez(tmp_path / "in.npz", **inputs)
-    proc = subprocess.run([sys.executable, "-c", LOAD_IN_FRESH_PROCESS, path,
-                           str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = np.load(tmp_path / "out.npz")
-    assert set(got.files) == set(expected)
-    for key in expected:
-        np.testing.assert_allclose(got[key], expected[key], atol=1e-5)
-
-
 def test_keep_aspect_served_embeddings_equal_evaluation_on_mixed_aspect_ratios(tmp_path):
     """METHOD.md's test geometry (short side kept, every window of the map summed) in the
     served graph, for one request mixing 3:2, 2:3, square and very wide images."""
-    import dataclasses
 
     import keras
     from PIL import Image
 
-    from keras_instance.model import build_dual_path
-    config = Config(backbone="mobilenet_v2", backbone_weights=None, image_size=32,
+    from keras_instance.model.dual_path import build_dual_path
+    config = Config.flat(backbone="mobilenet_v2", backbone_weights=None, image_size=32,
                     image_head_units=(16,), word_dim=8, text_widths=(8, 16, 16, 32),
                     text_blocks=(1, 1, 1, 1), embed_dim=16, max_length=8,
                     test_geometry="keep_aspect", test_flip_sum=True).validate()
@@ -316,43 +247,49 @@ def test_keep_aspect_served_embeddings_equal_evaluation_on_mixed_aspect_ratios(t
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
     evaluated = evaluation.config_image_embeddings(config, dual, paths, batch_size=2)
-    version = serving_export.export_image_encoder(serving_export.image_module(config, dual),
-                                                  str(tmp_path / "exports"), 1)
+    version = layout.save(serving_export.image_module(config, dual), str(tmp_path / "exports"), 1)
     served = tf.saved_model.load(version).signatures["serving_default"](
         images=tf.constant([open(p, "rb").read() for p in paths]))["embedding"].numpy()
     np.testing.assert_allclose(served, evaluated, atol=1e-5)
     # the geometry matters: squashing the 3:2 image to 32 × 32 embeds it differently
     squashed = evaluation.config_image_embeddings(
-        dataclasses.replace(config, test_geometry="squash"), dual, paths[:1])
+        config.replace(test_geometry="squash"), dual, paths[:1])
     assert float(squashed[0] @ evaluated[0]) < 0.999
 
 
-ENCODERS_IN_FRESH_PROCESS = r"""
+KERAS_FILES_IN_FRESH_PROCESS = r"""
 import sys
 import numpy as np
 import keras
-import keras_instance  # the one import the encoders need
-image = keras.models.load_model(sys.argv[1], safe_mode=True)
-text = keras.models.load_model(sys.argv[2], safe_mode=True)
-paths = sys.argv[4:]
-sentences = [line for line in open(sys.argv[3], encoding="utf-8").read().split("\n") if line]
+import keras_instance  # the one import the .keras files need
+workdir, sentences_file, inputs_file, *paths = sys.argv[1:]
+image = keras.models.load_model(f"{workdir}/image_encoder.keras", safe_mode=True)
+text = keras.models.load_model(f"{workdir}/text_encoder.keras", safe_mode=True)
+sentences = [line for line in open(sentences_file, encoding="utf-8").read().split("\n") if line]
 image_emb = np.concatenate([image(image.pixels(open(p, "rb").read())).numpy() for p in paths])
 text_emb = text(text.token_ids(sentences)).numpy()
-np.savez("out.npz", image=image_emb, text=text_emb)
+model = keras.models.load_model(f"{workdir}/model.keras")  # the training model, safe_mode too
+data = np.load(inputs_file)
+out = model.predict({"image": data["image"], "tokens": data["tokens"]}, verbose=0)
+np.savez("out.npz", image=image_emb, text=text_emb, **{"model_" + k: v for k, v in out.items()})
 """
 
 
-def test_keras_encoders_give_the_served_embeddings_in_a_fresh_process(trained, tmp_path):
+def test_keras_files_load_in_a_fresh_process_and_give_the_served_embeddings(trained, tmp_path):
     """image_encoder.keras / text_encoder.keras, loaded with safe_mode in a new process with only
-    `import keras_instance`, equal the served SavedModels on the same raw inputs."""
+    `import keras_instance`, equal the served SavedModels on the same raw inputs; model.keras
+    (the training model) gives the in-process outputs."""
     workdir = trained["config"].workdir
     paths = [r.image_path for r in trained["test"][:4]]
     sentences = [r.captions[0] for r in trained["test"][:4]] + ["Ünïcode, punctuation!  and a DOG"]
     (tmp_path / "sentences.txt").write_text("\n".join(sentences), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-c", ENCODERS_IN_FRESH_PROCESS,
-                           os.path.join(workdir, "image_encoder.keras"),
-                           os.path.join(workdir, "text_encoder.keras"),
-                           str(tmp_path / "sentences.txt"), *paths],
+    rng = np.random.default_rng(0)
+    inputs = {"image": rng.uniform(0, 255, (3, 32, 32, 3)).astype(np.float32),
+              "tokens": text.encode_captions(sentences[:3], trained["vocab"],
+                                             trained["config"].data.max_length)}
+    np.savez(tmp_path / "in.npz", **inputs)
+    proc = subprocess.run([sys.executable, "-c", KERAS_FILES_IN_FRESH_PROCESS, workdir,
+                           str(tmp_path / "sentences.txt"), str(tmp_path / "in.npz"), *paths],
                           cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = np.load(tmp_path / "out.npz")
@@ -364,6 +301,9 @@ def test_keras_encoders_give_the_served_embeddings_in_a_fresh_process(trained, t
         sentences=tf.constant(sentences))["embedding"].numpy()
     np.testing.assert_allclose(got["image"], served_images, atol=1e-5)
     np.testing.assert_allclose(got["text"], served_text, atol=1e-5)
+    expected = trained["dual"].full_model()(inputs, training=False)
+    for key, value in expected.items():
+        np.testing.assert_allclose(got["model_" + key], np.asarray(value), atol=1e-5)
 
 
 def test_loading_an_encoder_without_the_import_says_what_to_import(trained, tmp_path):

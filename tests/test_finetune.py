@@ -1,5 +1,4 @@
 """--finetune_from: the backbone split into a frozen, cached prefix and a trainable suffix."""
-import dataclasses
 import json
 import os
 
@@ -8,15 +7,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_instance import evaluation, prefix_cache, serving_export, training
-from keras_instance.backbones import freeze_prefix, split_backbone
+from keras_instance import run_folder
 from keras_instance.config import Config
 from keras_instance.data.demo import generate_demo
-from keras_instance.model import build_dual_path
-from keras_instance.trainer import InstanceTrainer
+from keras_instance.export import layout
+from keras_instance.export import modules as serving_export
+from keras_instance.model.backbones import freeze_prefix, split_backbone
+from keras_instance.model.dual_path import build_dual_path
+from keras_instance.retrieval import embeddings as evaluation
+from keras_instance.training import prefix_cache
+from keras_instance.training import stages as training
+from keras_instance.training.step import InstanceTrainer
 
 SIZE = 32
-CONFIG = Config(backbone="mobilenet_v2", backbone_weights=None, image_size=SIZE,
+CONFIG = Config.flat(backbone="mobilenet_v2", backbone_weights=None, image_size=SIZE,
                 image_head_units=(16,), word_dim=8, text_widths=(8, 16, 16, 32),
                 text_blocks=(1, 1, 1, 1), embed_dim=16, max_length=8, dropout=0.0,
                 test_geometry="squash")
@@ -34,7 +38,7 @@ def test_bad_split_points_say_where_to_split():
     with pytest.raises(ValueError, match="inside a residual block.*block_16_expand"):
         split_backbone(dual.backbone, "mobilenet_v2", "block_15_project", SIZE)
     with pytest.raises(ValueError, match="drop one"):
-        dataclasses.replace(CONFIG, finetune_from="Conv_1", stage2_freeze_backbone=True).validate()
+        CONFIG.replace(finetune_from="Conv_1", stage2_freeze_backbone=True).validate()
 
 
 def test_one_step_from_the_prefix_cache_equals_one_step_through_the_whole_network():
@@ -110,7 +114,7 @@ def test_finetuned_stages_export_and_evaluate_alike(tmp_path):
     encoder then use the fine-tuned backbone and agree within 1e-5."""
     data = tmp_path / "data"
     generate_demo(str(data), num_train=32, num_val=2, num_test=6, image_size=SIZE, seed=2)
-    config = dataclasses.replace(CONFIG, dataset="demo", data_dir=str(data),
+    config = CONFIG.replace(dataset="demo", data_dir=str(data),
                                  workdir=str(tmp_path / "run"), feature_cache=str(tmp_path / "c"),
                                  finetune_from="Conv_1", batch_size=16, cache_views=2,
                                  negatives="hardest_in_batch", stage1_lr_schedule="0.1:1",
@@ -119,17 +123,17 @@ def test_finetuned_stages_export_and_evaluate_alike(tmp_path):
     training.train(config, 1, verbose=0, log=lines.append)
     training.train(config, 2, verbose=0, log=lines.append)
     assert any("trainable from Conv_1 (prefix cached)" in line for line in lines), lines
-    s1 = training.build_for_workdir(config, backbone_weights=None)
-    s1.full_model().load_weights(training.final_weights_path(config.workdir, 1))
-    s2 = training.build_for_workdir(config, backbone_weights=None)
-    s2.full_model().load_weights(training.final_weights_path(config.workdir, 2))
+    s1 = run_folder.build_model(config, backbone_weights=None)
+    s1.full_model().load_weights(run_folder.final_weights_path(config.workdir, 1))
+    s2 = run_folder.build_model(config, backbone_weights=None)
+    s2.full_model().load_weights(run_folder.final_weights_path(config.workdir, 2))
     suffix = {v.path for v in s2.split_at("Conv_1").suffix.weights}
     changed = {a.path for a, b in zip(s1.backbone.weights, s2.backbone.weights)
                if not np.array_equal(a.numpy(), b.numpy())}
     assert changed and changed <= suffix  # the suffix trained, the prefix stayed as it was
     paths = [str(p) for p in sorted((data / "images").glob("test_*.png"))]
     evaluated = evaluation.config_image_embeddings(config, s2, paths)
-    version = serving_export.export_image_encoder(serving_export.image_module(config, s2),
+    version = layout.save(serving_export.image_module(config, s2),
                                                   str(tmp_path / "exports"), 1)
     served = tf.saved_model.load(version).signatures["serving_default"](
         images=tf.constant([open(p, "rb").read() for p in paths]))["embedding"].numpy()

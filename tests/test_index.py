@@ -1,9 +1,8 @@
-"""Retrieval indexes (`keras_instance.index`): served top-k = in-process top-k over evaluation's
+"""Retrieval indexes (`keras_instance.cli.index`): served top-k = in-process top-k over evaluation's
 embeddings, models.config, tie order, folder galleries, and end to end through the stand-in
 server and the real gRPC client on loopback.
 
-One tiny demo model is trained once per module (as tests/test_export.py does), exported and
-indexed by the programs into a temporary folder.
+The session's tiny trained run (conftest.trained_run), indexed by the program into its exports.
 """
 import os
 import shutil
@@ -13,14 +12,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers NormalizeUTF8 / CaseFoldUTF8 for loading)
+from conftest import ROOT, run_program
 from google.protobuf import text_format
+from test_export import ALLOWED_INTERNAL_OPS, ALLOWED_TF_TEXT_OPS, graph_ops
 
-from keras_instance import evaluation, serving_export, serving_index, text, training
-from keras_instance.data.records import split_records
-from test_export import (ALLOWED_INTERNAL_OPS, ALLOWED_TF_TEXT_OPS, graph_ops, run_program,
-                         train_tiny_stage1)
+from keras_instance.export import galleries, layout, publish
+from keras_instance.export import modules as serving_export
+from keras_instance.retrieval import embeddings as evaluation
+from keras_instance.text import tokenizer as text
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `serving` is a top-level folder of the repository, not installed
     sys.path.insert(0, ROOT)
 
@@ -34,29 +34,26 @@ SERVER_START_S = 240
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory):
-    """Tiny Stage-I model; `export` then `index --gallery=split:test --k=5`, both as programs.
+def indexed(trained_run, tmp_path_factory):
+    """The session's run, exported (version 1) and indexed by `index --gallery=split:test
+    --k=5` into a folder of this module's.
 
     Also the in-process reference: evaluation's embeddings of the test images and captions.
     """
     root = tmp_path_factory.mktemp("index")
-    config = train_tiny_stage1(root)
+    config, dual, vocab = trained_run["config"], trained_run["dual"], trained_run["vocab"]
     exports = str(root / "exports")
-    run_program("keras_instance.export", f"--workdir={config.workdir}", f"--export_dir={exports}")
-    out = run_program("keras_instance.index", f"--workdir={config.workdir}",
+    shutil.copytree(trained_run["exports"], exports)
+    out = run_program("keras_instance.cli.index", f"--workdir={config.workdir}",
                       f"--export_dir={exports}", "--gallery=split:test", f"--k={K}")
     assert "indexed as version 1" in out.stdout, out.stdout
-    dual = training.build_for_workdir(config, backbone_weights=None)
-    dual.full_model().load_weights(training.latest_weights(config.workdir)[1])
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
-    records = training.load_records(config)
-    test = split_records(records, "test")
+    records, test = trained_run["records"], trained_run["test"]
     paths = [r.image_path for r in test]
     captions = [c for r in test for c in r.captions]
-    image_emb = evaluation.embed_images(dual.image_encoder(), paths, config.image_size,
-                                        config.test_flip_sum, config.eval_batch_size)
-    tokens = text.encode_captions(captions, vocab, config.max_length)
-    caption_emb = evaluation.embed_token_ids(dual.text_encoder, tokens, config.test_shift_sum)
+    image_emb = evaluation.embed_images(dual.image_encoder(), paths, config.image.image_size,
+                                        config.test.test_flip_sum, config.test.eval_batch_size)
+    tokens = text.encode_captions(captions, vocab, config.data.max_length)
+    caption_emb = evaluation.embed_token_ids(dual.text_encoder, tokens, config.test.test_shift_sum)
     return dict(root=root, config=config, dual=dual, vocab=vocab, records=records,
                 exports=exports, test=test, paths=paths, image_ids=[r.image_id for r in test],
                 captions=captions, caption_ids=[f"{r.image_id}#{n}" for r in test
@@ -96,10 +93,10 @@ def load_index(exports, name, version=1):
 
 def test_index_savedmodels_equal_in_process_top_k(indexed):
     d = indexed
-    for name in serving_index.INDEX_MODELS:
+    for name in publish.INDEX_MODELS:
         version = os.path.join(d["exports"], name, "1")
         assert os.path.exists(os.path.join(version, "saved_model.pb"))
-        assert os.path.exists(os.path.join(version, serving_export.WARMUP_FILE))
+        assert os.path.exists(os.path.join(version, layout.WARMUP_FILE))
     t2i = load_index(d["exports"], "text_to_image")
     out = t2i(sentences=tf.constant(d["captions"]))
     assert set(out) == {"ids", "scores"} and out["scores"].dtype == tf.float32
@@ -133,7 +130,7 @@ def test_models_config_lists_all_four(indexed):
 
 def test_index_ops_are_core_or_tf_serving_tf_text(indexed):
     core = set(dir(tf.raw_ops))
-    for name in serving_index.INDEX_MODELS:
+    for name in publish.INDEX_MODELS:
         ops = graph_ops(os.path.join(indexed["exports"], name, "1"))
         assert {"MatMul", "TopKV2"} <= ops
         outside = sorted(op for op in ops
@@ -150,7 +147,7 @@ def test_ties_lower_gallery_index_first(indexed):
     rows = [0, 1, 0, 2, 1, 0, 3, 2]
     gallery = np.eye(dim, dtype=np.float32)[rows]
     ids = [f"g{i}" for i in range(len(rows))]
-    module = serving_index.TextToImageModule(text_module, gallery, ids, k=100)
+    module = serving_export.TextToImageModule(text_module, gallery, ids, k=100)
     assert module.k == len(rows)  # k = min(k, gallery size)
     sentences = d["captions"][:6]
     out = module.serve(tf.constant(sentences))
@@ -170,27 +167,28 @@ def test_folder_gallery_and_arguments(indexed, tmp_path):
     shutil.copy(d["paths"][0], folder / "b.png")
     shutil.copy(d["paths"][1], folder / "sub" / "a.png")
     shutil.copy(d["paths"][2], folder / "A.PNG")
-    (folder / "x.jpg").write_bytes(serving_export.demo_jpeg(40, seed=7))
+    (folder / "x.jpg").write_bytes(layout.demo_jpeg(40, seed=7))
     (folder / "notes.txt").write_text("not an image")
-    ids, paths = serving_index.folder_images(str(folder))
+    ids, paths = galleries.folder_images(str(folder))
     assert ids == ["A.PNG", "b.png", "sub/a.png", "x.jpg"]
 
-    spec = serving_index.GallerySpec.parse(f"folder:{folder}")
+    spec = galleries.GallerySpec.parse(f"folder:{folder}")
     exports = str(tmp_path / "exports")
     args = (d["config"], d["dual"], d["vocab"], exports, spec, d["records"])
     with pytest.raises(ValueError, match="caption_split"):
-        serving_index.build_index(*args)
-    result = serving_index.build_index(*args, k=50, caption_split="test", log=lambda s: None)
+        publish.build_index(*args)
+    result = publish.build_index(*args, k=50, caption_split="test", log=lambda s: None)
     assert result["version"] == 1 and result["k_text_to_image"] == 4
     assert result["k_image_to_text"] == min(50, len(d["captions"]))
     with pytest.raises(FileExistsError):
-        serving_index.build_index(*args, caption_split="test", version=1)
+        publish.build_index(*args, caption_split="test", version=1)
     assert sorted(os.listdir(os.path.join(exports, "text_to_image"))) == ["1"], "no temp left"
 
     t2i = load_index(exports, "text_to_image")
     out = t2i(sentences=tf.constant(d["captions"][:10]))
     folder_emb = evaluation.embed_images(d["dual"].image_encoder(), paths,
-                                         d["config"].image_size, d["config"].test_flip_sum)
+                                         d["config"].image.image_size,
+                                         d["config"].test.test_flip_sum)
     assert_same_top_k(out["ids"].numpy(), out["scores"].numpy(), ids, d["caption_emb"][:10],
                       folder_emb, 4)
     i2t = load_index(exports, "image_to_text")
@@ -200,15 +198,15 @@ def test_folder_gallery_and_arguments(indexed, tmp_path):
 
     for bad in ("test", "split:", "shelf:test", f"folder:{tmp_path / 'missing'}"):
         with pytest.raises((ValueError, FileNotFoundError)):
-            serving_index.GallerySpec.parse(bad)
+            galleries.GallerySpec.parse(bad)
     with pytest.raises(ValueError, match="k must be"):
-        serving_index.build_index(*args, k=0, caption_split="test")
+        publish.build_index(*args, k=0, caption_split="test")
 
 
 # ----------------------------------------------------------------------------- end to end
 
 def start_standin(exports) -> StandinProcess:
-    """`python -m serving.standin_server` on a free loopback port, serving the exports."""
+    """`python -m serving.standin` on a free loopback port, serving the exports."""
     return StandinProcess(
         [f"--model_config={os.path.join(exports, 'models.config')}", f"--models_root={exports}",
          "--file_system_poll_wait_seconds=0", "--tensorflow_intra_op_parallelism=1",

@@ -1,25 +1,22 @@
 """k-means pseudo-labels (--labels=kmeans): clusters recover groups; a tiny run trains on K."""
-import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import TINY_FLAGS, run_program
 
-from keras_instance import pseudo_labels, text, training
+from keras_instance import run_folder
 from keras_instance.config import Config
+from keras_instance.data import readers
 from keras_instance.data.demo import generate_demo
 from keras_instance.data.pipeline import TrainingSet
 from keras_instance.data.records import split_records
+from keras_instance.text import tokenizer as text
+from keras_instance.training import pseudo_labels
+from keras_instance.training import stages as training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--backbone=tiny_cnn", "--backbone_weights=none", "--test_geometry=squash", "--image_size=32",
-        "--image_head_units=16", "--word_dim=8", "--text_widths=8,16,16,32",
-        "--text_blocks=1,1,1,1", "--embed_dim=16", "--dropout=0.1", "--batch_size=16",
-        "--negatives=hardest_in_batch", "--norandom_flip", "--notest_flip_sum",
-        "--stage1_lr_schedule=0.1:2", "--stage2_lr_schedule=0.1:1"]
+TINY = [*TINY_FLAGS, "--stage1_lr_schedule=0.1:2", "--notest_flip_sum"]
 
 
 def test_well_separated_groups_are_recovered():
@@ -40,20 +37,17 @@ def test_bad_cluster_counts_are_refused():
     with pytest.raises(ValueError, match="num_clusters"):
         pseudo_labels.kmeans_labels(np.ones((5, 3)), 6)
     with pytest.raises(ValueError, match="num_clusters >= 2"):
-        Config(labels="kmeans", num_clusters=0).validate()
+        Config.flat(labels="kmeans", num_clusters=0).validate()
     with pytest.raises(ValueError, match="labels must be"):
-        Config(labels="people").validate()
+        Config.flat(labels="people").validate()
 
 
 def test_kmeans_run_trains_on_k_classes_and_stage2_reuses_them(tmp_path):
     data, work, cache = str(tmp_path / "data"), str(tmp_path / "run"), str(tmp_path / "cache")
     generate_demo(data, num_train=48, num_val=2, num_test=8, image_size=32, seed=5)
-    proc = subprocess.run(
-        [sys.executable, "-m", "keras_instance.train", "--dataset=demo", f"--data_dir={data}",
-         f"--workdir={work}", f"--feature_cache={cache}", *TINY, "--labels=kmeans",
-         "--num_clusters=4", "--stage=1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run_program("keras_instance.cli.train", *TINY, f"--data_dir={data}",
+                       f"--workdir={work}", f"--feature_cache={cache}", "--labels=kmeans",
+                       "--num_clusters=4", "--stage=1")
     assert "48 images, 4 classes" in proc.stdout
     with open(os.path.join(work, "meta.json")) as f:
         assert json.load(f)["num_classes"] == 4
@@ -65,7 +59,7 @@ def test_kmeans_run_trains_on_k_classes_and_stage2_reuses_them(tmp_path):
     assert len(os.listdir(cache)) == 1
 
     config = Config.load(work)
-    assert config.labels == "kmeans" and config.num_clusters == 4
+    assert config.data.labels == "kmeans" and config.data.num_clusters == 4
     before = os.path.getmtime(path)
     messages = []
     summary = training.train(config, 2, verbose=0, log=messages.append)
@@ -75,9 +69,9 @@ def test_kmeans_run_trains_on_k_classes_and_stage2_reuses_them(tmp_path):
         assert json.load(f)["num_classes"] == 4
 
     # Each image's captions sit in its cluster's pool.
-    records = split_records(training.load_records(config), "train")
-    vocab = text.Vocabulary.load(text.vocab_path(work))
-    ts = TrainingSet.from_records(records, vocab, config.max_length, record_classes=labels,
+    records = split_records(readers.load(config.data), "train")
+    vocab = text.Vocabulary.load(run_folder.path(work, run_folder.VOCAB))
+    ts = TrainingSet.from_records(records, vocab, config.data.max_length, record_classes=labels,
                                   num_classes=4)
     assert np.array_equal(ts.image_classes, labels)
     expected = np.bincount(np.repeat(labels, [len(r.captions) for r in records]), minlength=4)
@@ -85,5 +79,5 @@ def test_kmeans_run_trains_on_k_classes_and_stage2_reuses_them(tmp_path):
 
     # Another K cannot silently reuse these clusters.
     with pytest.raises(ValueError, match="4 clusters"):
-        pseudo_labels.prepare_kmeans_labels(dataclasses.replace(config, num_clusters=5),
+        pseudo_labels.prepare_kmeans_labels(config.replace(num_clusters=5),
                                             list(ts.image_paths))

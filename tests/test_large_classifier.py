@@ -4,13 +4,14 @@ import numpy as np
 import tensorflow as tf
 
 from keras_instance.config import Config
-from keras_instance.model import build_dual_path
-from keras_instance.trainer import InstanceTrainer
+from keras_instance.model.dual_path import build_dual_path
+from keras_instance.training.step import InstanceTrainer
 
 
 def test_training_step_with_100k_classes():
     classes = 100_000
-    config = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=16,
+    config = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
+                    image_size=16,
                     image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
                     embed_dim=32, word_dim=8, max_length=8, dropout=0.0)
     dual = build_dual_path(config, classes, vocab_size=20, backbone_weights=None)

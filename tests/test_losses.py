@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_instance.losses import (half_batch_ranking_loss, hardest_of_pool, instance_loss,
-                                   interleave, ranking_loss)
+from keras_instance.model.losses import (
+    half_batch_ranking_loss,
+    hardest_of_pool,
+    instance_loss,
+    interleave,
+    ranking_loss,
+)
 
 
 def np_softmax_ce(labels, logits):
@@ -122,7 +127,7 @@ def test_ranking_loss_gradient_is_finite():
     assert np.all(np.isfinite(g)) and np.any(g != 0)
 
 
-# ----------------------------------------------------------------------------- the authors' RankLoss
+# --------------------------------------------------------------------- the authors' RankLoss
 
 def np_rank_loss(X, Y, margin):
     """RankLoss.m forward, transcribed: columns 1..half are positives, half+1..end negatives."""

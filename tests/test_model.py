@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_instance import trainer as trainer_mod
-from keras_instance.backbones import PixelPreprocess, build_backbone
 from keras_instance.config import Config
-from keras_instance.model import build_dual_path, build_text_encoder
-from keras_instance.text_branch import WordEmbedding
+from keras_instance.model.backbones import PixelPreprocess, build_backbone
+from keras_instance.model.dual_path import build_dual_path, build_text_encoder
+from keras_instance.model.text_cnn import WordEmbedding
+from keras_instance.training import step as trainer_mod
 
 MOBILENET_WEIGHTS = (Path(__file__).resolve().parents[1].parent
                      / "shared/weights/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5")
@@ -25,7 +25,7 @@ def tiny_config(**overrides):
                   image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
                   embed_dim=EMBED, word_dim=8, max_length=LENGTH, dropout=0.5)
     fields.update(overrides)
-    return Config(**fields)
+    return Config.flat(**fields)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_training_model_has_one_shared_classifier(dual, from_features):
 
 def test_classifier_init_is_the_authors_uniform_times_a_tenth():
     keras.utils.set_random_seed(3)
-    from keras_instance.model import shared_classifier
+    from keras_instance.model.dual_path import shared_classifier
     layer = shared_classifier(4000, init="authors")
     layer.build((None, 300))
     w = layer.kernel.numpy()
@@ -145,7 +145,7 @@ AUTHORS_RECEPTIVE_FIELDS = {
 
 def receptive_fields(layout, blocks=(3, 4, 6, 1), length=32):
     """{stage: [set of input positions that change output position i, for each i]}."""
-    from keras_instance.text_branch import residual_stages
+    from keras_instance.model.text_cnn import residual_stages
     keras.utils.set_random_seed(5)
     words = keras.Input(shape=(length, 6))
     stages = residual_stages(words, (32, 32, 32, 32), blocks, layout=layout)  # wide: no dead path
@@ -179,13 +179,14 @@ def test_old_text_layout_runs_still_build_as_trained(tmp_path):
     """A config.json from before the authors' layout (no config_version) rebuilds the v1 net."""
     import json
     config = tiny_config()
-    raw = json.loads(config.to_json())
+    raw = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_flat().items()}
     for key in ("config_version", "text_layout", "classifier_bias", "classifier_init",
                 "kernel_initializer", "weight_decay_on", "vgg_fc7", "test_geometry"):
         raw.pop(key)
     (tmp_path / "config.json").write_text(json.dumps(raw))
     old = Config.load(str(tmp_path))
-    assert (old.text_layout, old.classifier_bias, old.test_geometry) == ("v1", False, "squash")
+    assert (old.text.text_layout, old.model.classifier_bias,
+            old.test.test_geometry) == ("v1", False, "squash")
     enc = build_dual_path(old, CLASSES, VOCAB, backbone_weights=None).text_encoder
     assert enc.get_layer("text_s1b1_a").filters == 2           # width/4
     assert enc.get_layer("text_s2b1_a").strides == (2,)        # stride on the 1×1 conv
@@ -490,12 +491,12 @@ def test_a_run_folder_from_before_the_authors_layout_loads_and_embeds_the_same(t
     code gave: today's code must rebuild that network and give the same embeddings."""
     import shutil
 
-    from keras_instance import trained
+    from keras_instance import run_folder as trained
     fixture = Path(__file__).parent / "fixtures" / "v1_run"
     run_dir = tmp_path / "v1_run"
     shutil.copytree(fixture, run_dir)
     run = trained.load_trained(str(run_dir))
-    assert run.config.text_layout == "v1" and not run.config.classifier_bias
+    assert run.config.text.text_layout == "v1" and not run.config.model.classifier_bias
     expected = np.load(run_dir / "expected.npz")
     image = run.dual.image_encoder()(expected["images"], training=False)["embedding"]
     text = run.dual.text_encoder(expected["tokens"], training=False)["embedding"]

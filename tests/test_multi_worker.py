@@ -2,7 +2,7 @@
 
 The workers and the one-process reference run as subprocesses (TF_CONFIG and collective ops must
 be set up before TensorFlow starts). Each trains the tiny Stage I for a few steps through
-`training.train`, the same call `python -m keras_instance.train --strategy=multi_worker` makes.
+`training.train`, the same call `python -m keras_instance.cli.train --strategy=multi_worker` makes.
 """
 import json
 import os
@@ -22,8 +22,10 @@ SCRIPT = textwrap.dedent(r"""
     import json, os, sys
     sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
     import numpy as np
-    from keras_instance import distribute, training
-    from test_export import tiny_config
+    from conftest import tiny_config
+    from keras_instance import run_folder
+    from keras_instance.training import distribute
+    from keras_instance.training import stages as training
 
     import keras
 
@@ -43,9 +45,9 @@ SCRIPT = textwrap.dedent(r"""
                          weight_decay=0.2)
     training.train(config, 1, strategy, verbose=0, callbacks=[SaveInitial(out)])
     mine = distribute.for_this_worker(config, strategy)
-    dual = training.build_for_workdir(mine, backbone_weights=None)
+    dual = run_folder.build_model(mine, backbone_weights=None)
     model = dual.full_model()
-    model.load_weights(training.final_weights_path(mine.workdir, 1))
+    model.load_weights(run_folder.final_weights_path(mine.workdir, 1))
     np.savez(out, *model.get_weights())
     print(json.dumps({"replicas": strategy.num_replicas_in_sync,
                       "chief": distribute.is_chief(strategy), "workdir": mine.workdir}))

@@ -23,7 +23,7 @@ TINY = ["--backbone=tiny_cnn", "--backbone_weights=none", "--test_geometry=squas
 def readme_commands() -> list[str]:
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     section = text.split("## Train on your own images", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```\n(python -m keras_instance\.train.*?)```", section, re.S).group(1)
+    block = re.search(r"```\n(python -m keras_instance\.cli\.train.*?)```", section, re.S).group(1)
     return [line for line in block.splitlines() if line.strip()]
 
 
@@ -35,8 +35,8 @@ def test_readme_own_data_commands_run_on_a_generated_manifest(tmp_path):
              "exports/mine": str(tmp_path / "exports")}
     commands = readme_commands()
     assert [c.split()[2] for c in commands] == [
-        "keras_instance.train", "keras_instance.train", "keras_instance.evaluate",
-        "keras_instance.export", "keras_instance.index", "serving.standin_server",
+        "keras_instance.cli.train", "keras_instance.cli.train", "keras_instance.cli.evaluate",
+        "keras_instance.cli.export", "keras_instance.cli.index", "serving.standin",
         "serving.client"]
     server = None
     try:
@@ -44,9 +44,9 @@ def test_readme_own_data_commands_run_on_a_generated_manifest(tmp_path):
             for old, new in paths.items():
                 command = command.replace(old, new)
             args = shlex.split(command.rstrip(" &"))
-            if args[2] == "keras_instance.train":
+            if args[2] == "keras_instance.cli.train":
                 args += TINY + [f"--feature_cache={tmp_path / 'cache'}"]
-            if args[2] == "serving.standin_server":
+            if args[2] == "serving.standin":
                 server = StandinProcess([a for a in args[3:] if not a.startswith("--port")],
                                         str(tmp_path / "server.log"))
                 continue

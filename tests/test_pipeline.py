@@ -8,11 +8,16 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_instance.data.pipeline import (TrainingSet, all_shifts, decode_image, position_shift,
-                                          random_resized_crop, train_dataset)
+from keras_instance.data.pipeline import (
+    TrainingSet,
+    all_shifts,
+    decode_image,
+    position_shift,
+    random_resized_crop,
+    train_dataset,
+)
 from keras_instance.data.records import Record
-from keras_instance.text import Vocabulary, tokenize_py
-
+from keras_instance.text.tokenizer import Vocabulary, tokenize_py
 
 # ----------------------------------------------------------------------------- Position Shift
 

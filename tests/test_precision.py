@@ -11,11 +11,12 @@ import pytest
 import tensorflow as tf
 
 from keras_instance.config import Config
-from keras_instance.model import build_dual_path
-from keras_instance.trainer import InstanceTrainer
-from keras_instance.training import _DtypePolicy, precision_policy
+from keras_instance.model.dual_path import build_dual_path
+from keras_instance.training.precision import DtypePolicy, precision_policy
+from keras_instance.training.step import InstanceTrainer
 
-CONFIG = Config(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None, image_size=16, image_head_units=(16,),
+CONFIG = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
+                     image_size=16, image_head_units=(16,),
                 text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1), embed_dim=16, word_dim=8,
                 max_length=8, dropout=0.0)
 CLASSES, VOCAB, BATCH = 6, 12, 8
@@ -32,7 +33,7 @@ def _batch():
 
 def _one_step(policy="float32", jit=False, loss_weights=(2.0, 1.0, 0.5)):
     """(weights before, weights after, trainer) of one step under `policy`."""
-    with _DtypePolicy(policy):
+    with DtypePolicy(policy):
         keras.utils.set_random_seed(3)
         dual = build_dual_path(CONFIG, CLASSES, VOCAB, backbone_weights=None)
         trainer = InstanceTrainer(dual, from_features=False, loss_weights=loss_weights,
@@ -72,7 +73,7 @@ def test_policy_follows_device():
 
 
 def test_auto_precision_is_mixed_only_where_the_hardware_has_it(tmp_path, monkeypatch):
-    from keras_instance import training
+    from keras_instance.training import precision as training
     amx = tmp_path / "amx"
     amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
     plain = tmp_path / "plain"
@@ -121,7 +122,7 @@ def test_bfloat16_step_follows_float32(jit):
 
 
 def test_mixed_precision_logits_are_float32():
-    with _DtypePolicy("mixed_bfloat16"):
+    with DtypePolicy("mixed_bfloat16"):
         dual = build_dual_path(CONFIG, CLASSES, VOCAB, backbone_weights=None)
     inputs, _ = _batch()
     out = dual.full_model()(inputs)

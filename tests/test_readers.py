@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from keras_instance.data.readers import (DATASET_READERS, read_coco_captions, read_cuhk_pedes,
-                                         read_dataset, read_flickr8k, read_flickr30k,
-                                         read_karpathy_json, read_manifest)
+from keras_instance.data.readers import (
+    DATASET_READERS,
+    read_coco_captions,
+    read_cuhk_pedes,
+    read_dataset,
+    read_flickr8k,
+    read_flickr30k,
+    read_karpathy_json,
+    read_manifest,
+)
 from keras_instance.data.records import DatasetError, Record, split_records, validate_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -378,7 +385,8 @@ def test_manifest_paths_ids_labels(tmp_path):
     records = read_manifest(path)
     assert records[0] == Record("pics/a.png", str(tmp_path / "pics" / "a.png"),
                                 ("first", "second"), 0, "train")
-    assert (records[1].image_id, records[1].image_path, records[1].label) == ("bee", str(absolute), 1)
+    assert (records[1].image_id, records[1].image_path,
+            records[1].label) == ("bee", str(absolute), 1)
     assert read_dataset("demo", tmp_path) == records
     assert read_dataset("manifest", path) == records
 

@@ -6,19 +6,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
 import pytest
+from conftest import run_program
 from PIL import Image
 
-from keras_instance import report_html, training
-from keras_instance.data.demo import generate_demo
+from keras_instance.reports import html as report_html
 
-from test_training import tiny_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_QUERIES = 4
 SECTIONS = {"summary", "text-queries", "image-queries", "recall-curves", "training-curves-section"}
 
@@ -58,25 +54,12 @@ class Page(html.parser.HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    base = tmp_path_factory.mktemp("report")
-    data = str(base / "data")
-    generate_demo(data, num_train=48, num_val=2, num_test=12, image_size=32, seed=4)
-    config = tiny_config(data, str(base / "run"), stage1_lr_schedule="0.1:2",
-                         stage2_lr_schedule="0.1:1")
-    training.train(config, 1, verbose=0, log=lambda *_: None)
-    training.train(config, 2, verbose=0, log=lambda *_: None)
-    # The program as `make demo` calls it: a flagfile full of training flags is accepted.
-    flagfile = base / "run.flags"
-    flagfile.write_text("\n".join([
-        "--dataset=demo", f"--data_dir={data}", f"--workdir={config.workdir}",
-        "--backbone=tiny_cnn", "--backbone_weights=none", "--test_geometry=squash",
-        "--image_size=32", "--norandom_flip", "--notest_flip_sum", "--batch_size=16", "--stage1_lr_schedule=0.1:2"]) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "keras_instance.report", f"--flagfile={flagfile}",
-                           "--split=test", f"--num_queries={NUM_QUERIES}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    index = os.path.join(config.workdir, "report", "index.html")
+def report(trained_run):
+    """The report program on the session's trained run (Stage I + II: training curves too)."""
+    workdir = trained_run["config"].workdir
+    proc = run_program("keras_instance.cli.report", f"--workdir={workdir}", "--split=test",
+                       f"--num_queries={NUM_QUERIES}", "--notest_flip_sum")
+    index = os.path.join(workdir, "report", "index.html")
     assert proc.stdout.strip().splitlines()[-1] == f"report: {os.path.abspath(index)}"
     return index
 

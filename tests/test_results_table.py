@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from test_export import ROOT
+from conftest import ROOT
 
 
 def _eval(path, r1):
@@ -20,7 +20,7 @@ def test_rows_from_eval_files(tmp_path):
     _eval(run / "eval_test_stage1.json", 5.0)
     (run / "wall_seconds").write_text("1800\n")
     (run / "wall_seconds_stage1").write_text("600\n")
-    proc = subprocess.run([sys.executable, "-m", "keras_instance.results_table",
+    proc = subprocess.run([sys.executable, "-m", "keras_instance.cli.results_table",
                            f"--row=full, I+II={run}", f"--row=Stage I={run}:1"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -31,7 +31,7 @@ def test_rows_from_eval_files(tmp_path):
 
 
 def test_missing_evaluation_says_which_command(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "keras_instance.results_table",
+    proc = subprocess.run([sys.executable, "-m", "keras_instance.cli.results_table",
                            f"--row=x={tmp_path}:2"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode != 0

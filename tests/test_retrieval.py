@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from keras_instance import retrieval as R
+from keras_instance.retrieval import metrics as R
 
 # Hand example: 3 images (one-hot embeddings) and 6 captions (2 per image), so the
 # score of image i vs caption j is exactly CAPTION_SCORES[j, i].
@@ -65,7 +65,8 @@ def test_chunking_matches_reference_on_random_ties():
     q_lab, g_lab = rng.integers(0, 4, 37), np.arange(23) % 4
     expected = _reference_ranks(scores, q_lab[:, None] == g_lab[None])
     for chunk in (1, 5, 37, 10_000):
-        assert R.first_hit_ranks_by_label(scores, q_lab, g_lab, chunk=chunk).tolist() == expected.tolist()
+        got = R.first_hit_ranks_by_label(scores, q_lab, g_lab, chunk=chunk)
+        assert got.tolist() == expected.tolist()
 
 
 def test_query_without_relevant_item_names_its_index():
@@ -101,13 +102,15 @@ def test_hand_example_both_directions():
                           "medr": 1.5, "meanr": pytest.approx(11 / 6)}
     assert res["rsum"] == pytest.approx(100 / 3 + 200 + 50 + 200)
     assert (res["num_images"], res["num_captions"]) == (3, 6)
-    assert res == R.evaluate_retrieval(np.eye(3), CAPTION_SCORES, IMAGE_LABELS, CAPTION_LABELS, chunk=1)
+    assert res == R.evaluate_retrieval(np.eye(3), CAPTION_SCORES, IMAGE_LABELS, CAPTION_LABELS,
+                                       chunk=1)
 
 
 def test_perfect_and_random_embeddings():
     n = 50
     img = np.eye(n)
-    res = R.evaluate_protocol("1k", img, np.repeat(img, 5, axis=0), np.arange(n), np.repeat(np.arange(n), 5))
+    res = R.evaluate_protocol("1k", img, np.repeat(img, 5, axis=0), np.arange(n),
+                              np.repeat(np.arange(n), 5))
     assert res["i2t"]["r1"] == res["t2i"]["r1"] == 100.0 and res["rsum"] == 600.0
     rng = np.random.default_rng(1)
     n = 400
@@ -139,7 +142,8 @@ def test_coco_1k_is_mean_over_five_folds():
     # Caption order must not matter: folds are found by label.
     perm = np.random.default_rng(3).permutation(len(txt))
     shuffled = R.evaluate_protocol("coco_1k", img, txt[perm], il, tl[perm])
-    assert shuffled["i2t"] == pytest.approx(res["i2t"]) and shuffled["t2i"] == pytest.approx(res["t2i"])
+    assert shuffled["i2t"] == pytest.approx(res["i2t"])
+    assert shuffled["t2i"] == pytest.approx(res["t2i"])
     # Whole-set protocol is a different (harder) gallery.
     assert R.evaluate_protocol("coco_5k", img, txt, il, tl)["protocol"] == "coco_5k"
 
@@ -163,14 +167,17 @@ def test_cuhk_any_image_of_the_person_counts():
     assert res["t2i"] == {"r1": pytest.approx(100 / 3), "r5": 100.0, "r10": 100.0,
                           "medr": 2.0, "meanr": 2.0}
     assert res["rsum"] == pytest.approx(100 / 3 + 200)
-    with pytest.raises(ValueError, match="query 4 "):  # image->text would need a caption of person 10
+    # image->text would need a caption of person 10
+    with pytest.raises(ValueError, match="query 4 "):
         R.evaluate_protocol("1k", np.eye(5), scores, img_labels, [7, 8, 9])
 
 
 def test_unknown_protocol_and_table():
     with pytest.raises(ValueError, match="unknown protocol"):
         R.evaluate_protocol("flickr", np.eye(3), CAPTION_SCORES, IMAGE_LABELS, CAPTION_LABELS)
-    table = R.format_table(R.evaluate_protocol("1k", np.eye(3), CAPTION_SCORES, IMAGE_LABELS, CAPTION_LABELS))
-    assert "image→text" in table and "text→image" in table and "33.33" in table and "483.33" in table
-    cuhk = R.format_table(R.evaluate_protocol("cuhk", np.eye(3), CAPTION_SCORES, IMAGE_LABELS, CAPTION_LABELS))
+    args = (np.eye(3), CAPTION_SCORES, IMAGE_LABELS, CAPTION_LABELS)
+    table = R.format_table(R.evaluate_protocol("1k", *args))
+    assert "image→text" in table and "text→image" in table
+    assert "33.33" in table and "483.33" in table
+    cuhk = R.format_table(R.evaluate_protocol("cuhk", *args))
     assert "image→text" not in cuhk and "text→image" in cuhk and "R@10" in cuhk

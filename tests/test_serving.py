@@ -3,7 +3,7 @@
 Independent of the exporter: the module fixture writes tiny SavedModels with the exported
 signatures (text `sentences` → `embedding`, image `images` → `embedding`, plus a top-k index
 model `sentences` → `ids`, `scores`) in TF Serving's layout with a models.config whose base_paths
-are the container's `/models/<name>`, then starts `python -m serving.standin_server` in a
+are the container's `/models/<name>`, then starts `python -m serving.standin` in a
 subprocess on free loopback ports. Every check goes through the real client functions (or its
 CLI), as a user would.
 """
@@ -360,9 +360,9 @@ def test_a_model_added_to_the_config_is_loaded(server):
     assert client.predict(server.stub, "text_encoder", {"sentences": ["still here"]})
 
     # ModelService.HandleReloadConfigRequest: the RPC form of the same change.
+    from google.protobuf import text_format
     from tensorflow_serving.apis import model_management_pb2
     from tensorflow_serving.config import model_server_config_pb2
-    from google.protobuf import text_format
     with open(os.path.join(server.root, "models.config")) as f:
         config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
     kept = [c for c in config.model_config_list.config if c.name != "late"]
@@ -464,7 +464,7 @@ def test_stand_in_log_names_the_request_behind_native_stderr(server):
 def test_native_stderr_forwarder_names_the_requests_in_flight():
     """The forwarder alone: markers from concurrent requests, repeated lines, text outside any
     request, a line cut short by a marker, and text left at exit (a crash message)."""
-    from serving import native_stderr
+    from serving.standin import native_stderr
     mark = native_stderr.MARK
     stream = b"".join([
         mark, b"+1 predict #1 image_encoder\n", b"Unsupported marker type 0x14\n" * 2,
@@ -624,21 +624,41 @@ def test_rest_api(server):
            'status="OK"}' in metrics
 
 
+# ----------------------------------------------------------------------------- shared names
+
+def test_serving_constants_equal_the_exporters():
+    """The exporter (keras_instance) writes the signature and warmup file under names the client
+    and the stand-in look for (serving/constants.py, kept free of TensorFlow): both copies agree."""
+    from keras_instance.export import layout
+    from serving import constants
+
+    assert constants.DEFAULT_SIGNATURE == layout.SIGNATURE == "serving_default"
+    assert constants.WARMUP_FILE == layout.WARMUP_FILE
+    assert constants.CONTAINER_MODELS_ROOT == layout.CONTAINER_BASE_PATH
+    assert client.DEFAULT_SIGNATURE == constants.DEFAULT_SIGNATURE
+    assert client.DEFAULT_SERVER.endswith(f":{constants.GRPC_PORT}")
+
+
 # ----------------------------------------------------------------------------- checked-in configs
 
 def test_checked_in_configs_parse():
     """serving/*.config are valid text protos of the messages TF Serving reads them as."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-    from google.protobuf import wrappers_pb2  # noqa: F401  (registers wrappers.proto)
+    from google.protobuf import (
+        descriptor_pb2,
+        descriptor_pool,
+        message_factory,
+        text_format,
+        wrappers_pb2,  # noqa: F401  (registers wrappers.proto)
+    )
 
-    from serving import standin_server
+    from serving.standin import model_config
 
-    config = standin_server.load_model_config(os.path.join(ROOT, "serving", "models.config"))
+    config = model_config.load_model_config(os.path.join(ROOT, "serving", "models.config"))
     entries = {c.name: c for c in config.model_config_list.config}
     assert set(entries) == {"text_encoder", "image_encoder"}
     for name, entry in entries.items():
         assert entry.base_path == f"/models/{name}" and entry.model_platform == "tensorflow"
-        assert standin_server.map_base_path(entry.base_path, "/srv/exports") == \
+        assert model_config.map_base_path(entry.base_path, "/srv/exports") == \
             f"/srv/exports/{name}"
 
     # BatchingParameters and MonitoringConfig are not in the tensorflow-serving-api wheel:

@@ -3,15 +3,14 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from conftest import run_program, tiny_config
 
-from keras_instance import training
 from keras_instance.data import readers, shards
 from keras_instance.data.demo import generate_demo
 from keras_instance.data.pipeline import TrainingSet, train_dataset
 from keras_instance.data.records import split_records
-from keras_instance.text import Vocabulary, tokenize_py
-from test_export import run_program, tiny_config
+from keras_instance.text.tokenizer import Vocabulary, tokenize_py
+from keras_instance.training import stages as training
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +20,8 @@ def prepared(tmp_path_factory):
     data = str(root / "data")
     generate_demo(data, num_train=40, num_val=4, num_test=8, image_size=32, seed=5)
     out = str(root / "shards")
-    run_program("keras_instance.prepare", "--dataset=demo", f"--data_dir={data}", f"--out={out}",
+    run_program("keras_instance.cli.prepare", "--dataset=demo", f"--data_dir={data}",
+                f"--out={out}",
                 "--num_shards=3", "--splits=train,val")
     return data, out
 
@@ -88,7 +88,7 @@ def test_stream_rejects_shards_of_other_data(prepared, tmp_path):
     data, out = prepared
     with pytest.raises(ValueError, match="hold 40 train images but the dataset has 39"):
         shards.image_stream(out, "train", 39, seed=0)
-    with pytest.raises(FileNotFoundError, match="keras_instance.prepare"):
+    with pytest.raises(FileNotFoundError, match="keras_instance.cli.prepare"):
         shards.read_index(str(tmp_path), "train")
     with pytest.raises(ValueError, match="no 'test' split"):
         shards.read_index(out, "test")
@@ -98,10 +98,10 @@ def test_prepare_reports_missing_out_and_too_many_shards(prepared):
     data, _ = prepared
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-m", "keras_instance.prepare", "--dataset=demo",
+    proc = subprocess.run([sys.executable, "-m", "keras_instance.cli.prepare", "--dataset=demo",
                            f"--data_dir={data}"], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "--out is required" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "keras_instance.prepare", "--dataset=demo",
+    proc = subprocess.run([sys.executable, "-m", "keras_instance.cli.prepare", "--dataset=demo",
                            f"--data_dir={data}", "--out=/tmp/never", "--num_shards=100",
                            "--splits=val"], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "cannot fill 100 shards" in proc.stderr
@@ -113,4 +113,4 @@ def test_training_from_shards_runs_a_stage(prepared, tmp_path):
     summary = training.train(config, 1, verbose=0)
     assert np.isfinite(summary["final"]["loss"])
     with open(tmp_path / "run" / "config.json") as f:
-        assert json.load(f)["shards"] == out
+        assert json.load(f)["data"]["shards"] == out

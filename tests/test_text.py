@@ -5,9 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_instance.text import (PAD_ID, UNK_TOKEN, Vocabulary, encode_captions, token_ids,
-                                 tokenize, tokenize_py)
-
+from keras_instance.text.tokenizer import (
+    PAD_ID,
+    UNK_TOKEN,
+    Vocabulary,
+    encode_captions,
+    token_ids,
+    tokenize,
+    tokenize_py,
+)
 
 # ----------------------------------------------------------------------------- tokenize
 

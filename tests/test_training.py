@@ -1,33 +1,32 @@
-"""Two-stage training on a tiny generated dataset: files written, resume after a kill, evaluation."""
+"""Two-stage training on tiny generated data: files written, resume after a kill, evaluation,
+and the run-folder rules."""
 import csv
 import json
 import os
 
+import conftest
 import keras
 import numpy as np
 import pytest
 
-from keras_instance import evaluation, text, training
+from keras_instance import run_folder
 from keras_instance.config import Config
-from keras_instance.data.demo import generate_demo
+from keras_instance.data import readers
+from keras_instance.retrieval import results
+from keras_instance.text import tokenizer as text
+from keras_instance.training import stages as training
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    generate_demo(str(out), num_train=48, num_val=4, num_test=12, image_size=32, seed=3)
-    return str(out)
+def demo_dir(demo_data):
+    return demo_data
 
 
 def tiny_config(data_dir, workdir, **overrides):
-    base = dict(dataset="demo", data_dir=data_dir, workdir=workdir, backbone="tiny_cnn", test_geometry="squash",
-                backbone_weights=None, image_size=32, image_head_units=(16,), word_dim=8,
-                text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1), embed_dim=16, dropout=0.1,
-                batch_size=16, negatives="hardest_in_batch", random_flip=False,
-                stage1_lr_schedule="0.1:2", stage2_lr_schedule="0.1:1,0.01:1",
-                test_flip_sum=False)
-    base.update(overrides)
-    return Config(**base)
+    """conftest's tiny model, two Stage I epochs and a two-piece Stage II schedule."""
+    return conftest.tiny_config(data_dir, workdir, **{
+        "stage1_lr_schedule": "0.1:2", "stage2_lr_schedule": "0.1:1,0.01:1",
+        "test_flip_sum": False, **overrides})
 
 
 class KillAfterEpoch(keras.callbacks.Callback):
@@ -61,17 +60,18 @@ def test_two_stages_then_evaluate(demo_dir, tmp_path):
 
     loaded = Config.load(config.workdir)
     assert loaded == config
-    stage, weights = training.latest_weights(config.workdir)
+    stage, weights = run_folder.latest_weights(config.workdir)
     assert stage == 2
-    dual = training.build_for_workdir(loaded, backbone_weights=None)
+    dual = run_folder.build_model(loaded, backbone_weights=None)
     dual.full_model().load_weights(weights)
-    vocab = text.Vocabulary.load(text.vocab_path(config.workdir))
-    result = evaluation.evaluate_split(loaded, dual, vocab, training.load_records(loaded), "test")
+    vocab = text.Vocabulary.load(run_folder.path(config.workdir, run_folder.VOCAB))
+    result = results.evaluate_split(loaded, dual, vocab, readers.load(loaded.data), "test")
     assert result["num_images"] == 12 and result["num_captions"] == 60
     for direction in ("i2t", "t2i"):
         assert set(result[direction]) == {"r1", "r5", "r10", "medr", "meanr"}
-        assert 0 <= result[direction]["r1"] <= result[direction]["r5"] <= result[direction]["r10"] <= 100
-    path = evaluation.write_result(result, config.workdir, "test")
+        r = result[direction]
+        assert 0 <= r["r1"] <= r["r5"] <= r["r10"] <= 100
+    path = results.write_result(result, config.workdir, "test")
     with open(path) as f:
         assert json.load(f)["protocol"] == "1k"
 
@@ -86,7 +86,7 @@ def test_interrupted_run_resumes_from_last_epoch(demo_dir, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         training.train(config, 1, verbose=0, callbacks=[KillAfterEpoch(1)])
     assert _epochs_logged(config.workdir, 1) == [0, 1]
-    assert not os.path.exists(training.final_weights_path(config.workdir, 1))
+    assert not os.path.exists(run_folder.final_weights_path(config.workdir, 1))
 
     resumed = []
 
@@ -106,21 +106,15 @@ def test_interrupted_run_resumes_from_last_epoch(demo_dir, tmp_path):
     assert epochs_run == [2, 3]
     assert resumed[0] == 2 * 3
     assert _epochs_logged(config.workdir, 1) == [0, 1, 2, 3]
-    assert os.path.exists(training.final_weights_path(config.workdir, 1))
+    assert os.path.exists(run_folder.final_weights_path(config.workdir, 1))
 
 
-def test_a_moved_run_folder_loads_from_where_it_is(tmp_path):
+def test_a_moved_run_folder_loads_from_where_it_is(copy_run, trained_run):
     """config.json records the workdir it was trained in; loading must follow the folder."""
-    import shutil
-
-    from keras_instance import trained
-    from test_export import train_tiny_stage1
-    config = train_tiny_stage1(tmp_path)
-    moved = str(tmp_path / "moved")
-    shutil.move(config.workdir, moved)
-    run = trained.load_trained(moved)
-    assert run.config.workdir == moved
-    assert run.weights.startswith(moved)
+    assert Config.load(copy_run).workdir == trained_run["config"].workdir
+    run = run_folder.load_trained(copy_run)
+    assert run.config.workdir == copy_run
+    assert run.weights.startswith(copy_run)
 
 
 def test_steps_per_execution_trains_the_same_steps(demo_dir, tmp_path):
@@ -131,7 +125,7 @@ def test_steps_per_execution_trains_the_same_steps(demo_dir, tmp_path):
         config = tiny_config(demo_dir, str(tmp_path / f"spe{spe}"), dropout=0.0,
                              steps_per_execution=spe)
         summary = training.train(config, 1, verbose=0)
-        dual = training.build_for_workdir(config, backbone_weights=None)
+        dual = run_folder.build_model(config, backbone_weights=None)
         dual.full_model().load_weights(summary["weights"])
         weights.append([w.numpy() for w in dual.full_model().weights])
     for a, b in zip(*weights):
@@ -163,7 +157,7 @@ def test_a_rerun_after_a_kill_before_the_first_backup_starts_from_word2vec(demo_
     seen = []
     with pytest.raises(KeyboardInterrupt):
         training.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen), KillAtStart()])
-    assert os.path.exists(text.vocab_path(config.workdir))
+    assert os.path.exists(run_folder.path(config.workdir, run_folder.VOCAB))
     assert not os.path.exists(os.path.join(config.workdir, "stage1", "backup"))
     training.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen)])
     first, rerun = seen
@@ -181,7 +175,7 @@ def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(demo_dir, tmp_pa
                          stage2_lr_schedule="0.1:1")
     training.train(config, 1, verbose=0)
     training.train(config, 2, verbose=0)
-    stage1 = training.final_weights_path(config.workdir, 1)
+    stage1 = run_folder.final_weights_path(config.workdir, 1)
     before = os.path.getmtime(stage1)
     lines, log = _messages()
     again = training.train(config, 1, verbose=0, log=log)
@@ -199,28 +193,25 @@ def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(demo_dir, tmp_pa
 
 
 def test_a_conflicting_flag_is_refused_and_leaves_the_run_loadable(demo_dir, tmp_path):
-    from keras_instance import trained
     config = tiny_config(demo_dir, str(tmp_path / "run"), stage1_lr_schedule="0.1:1")
     training.train(config, 1, verbose=0)
     saved = open(os.path.join(config.workdir, "config.json")).read()
-    import dataclasses
     with pytest.raises(ValueError, match=r"--embed_dim=32 conflicts .* --embed_dim=16"):
-        training.train(dataclasses.replace(config, embed_dim=32), 2, verbose=0)
+        training.train(config.replace(embed_dim=32), 2, verbose=0)
     assert open(os.path.join(config.workdir, "config.json")).read() == saved
     assert not os.path.exists(os.path.join(config.workdir, "stage2"))
-    run = trained.load_trained(config.workdir, stage=1)
-    assert run.config.embed_dim == 16
+    run = run_folder.load_trained(config.workdir, stage=1)
+    assert run.config.model.embed_dim == 16
 
 
 def test_a_rerun_with_other_data_or_settings_is_refused(demo_dir, tmp_path):
-    import dataclasses
     import shutil
     data = str(tmp_path / "data")
     shutil.copytree(demo_dir, data)
     config = tiny_config(data, str(tmp_path / "run"), stage1_lr_schedule="0.1:1")
     training.train(config, 1, verbose=0)
     with pytest.raises(ValueError, match=r"asks for --stage1_lr_schedule=0.1:2\. Pass --overwrite"):
-        training.train(dataclasses.replace(config, stage1_lr_schedule="0.1:2"), 1, verbose=0)
+        training.train(config.replace(stage1_lr_schedule="0.1:2"), 1, verbose=0)
     manifest = os.path.join(data, "manifest.jsonl")
     lines = open(manifest).read().splitlines()
     row = json.loads(lines[0])

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from keras_instance import text, word2vec
+from keras_instance.text import tokenizer as text
+from keras_instance.text import word2vec
 
 SENTENCES = [["a", "red", "circle"], ["a", "blue", "square"], ["two", "red", "squares"]] * 20
 
@@ -59,7 +60,7 @@ def test_trained_vectors_are_the_same_in_every_process():
     import os
     import subprocess
     import sys
-    script = ("from keras_instance.word2vec import train_word2vec;"
+    script = ("from keras_instance.text.word2vec import train_word2vec;"
               "v = train_word2vec([['a', 'red', 'dog'], ['a', 'blue', 'cat']] * 5, 8, seed=1);"
               "print(v['red'].tolist())")
     outputs = set()

@@ -47,7 +47,8 @@ class Shape:
             return (f"on the {col}", f"at the {col}", f"on the {col} side")[style % 3]
         if self.col == 1:
             return (f"at the {row}", f"at the {row}", f"near the {row}")[style % 3]
-        return (f"in the {row} {col}", f"at the {row} {col}", f"in the {row} {col} corner")[style % 3]
+        return (f"in the {row} {col}", f"at the {row} {col}",
+                f"in the {row} {col} corner")[style % 3]
 
     def noun(self, style: int) -> str:
         size = self.size if style % 2 == 0 else {"small": "little", "large": "big"}[self.size]

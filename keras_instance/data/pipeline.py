@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_instance.data.records import Record
 from keras_instance.data.shards import image_stream
-from keras_instance.text import PAD_ID, Vocabulary, encode_captions
+from keras_instance.text.tokenizer import PAD_ID, Vocabulary, encode_captions
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -109,7 +109,8 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
 
 def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor,
                         scale=(0.8, 1.0), aspect=(3 / 4, 4 / 3)) -> tf.Tensor:
-    """Crop 80–100 % (side) of the largest crop of a random aspect in [3/4, 4/3], resize (METHOD.md)."""
+    """Crop 80–100 % (side) of the largest crop of a random aspect in [3/4, 4/3], resize
+    (METHOD.md)."""
     seeds = tf.random.experimental.stateless_split(seed, 4)
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     h, w = shape[0], shape[1]
@@ -157,13 +158,15 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
 
     With `features` [N, K, D] (Stage I cache) the image input is one random cached view instead
     of pixels; with `maps` [N, K, h, w, c] (the prefix cache, float16, memory-mapped: read row
-    by row, never copied into the graph) it is one random view's maps, as float32. With `shards` (a `keras_instance.prepare` folder) image bytes stream from its
-    TFRecord shards instead of one file per image; captions stay in memory as token ids. With `pool_size`, each batch also carries about that many random training captions
-    for the paper's hardest-of-pool negatives, spread over its examples (so they split evenly over
-    replicas and are gathered back), shifted like the training captions (the authors shift them
-    too). With `random_negatives`, each example also carries a random caption of a random other
-    class (`neg_tokens`, `neg_labels`: the authors' CUHK-PEDES negatives). Ends with
-    ({inputs}, class) batches, remainder dropped.
+    by row, never copied into the graph) it is one random view's maps, as float32. With `shards`
+    (a `keras_instance.cli.prepare` folder) image bytes stream from its TFRecord shards instead
+    of one file per image; captions stay in memory as token ids. With `pool_size`, each batch
+    also carries about that many random training captions for the paper's hardest-of-pool
+    negatives, spread over its examples (so they split evenly over replicas and are gathered
+    back), shifted like the training captions (the authors shift them too). With
+    `random_negatives`, each example also carries a random caption of a random other class
+    (`neg_tokens`, `neg_labels`: the authors' CUHK-PEDES negatives). Ends with ({inputs}, class)
+    batches, remainder dropped.
     """
     n = len(data.image_classes)
     if n < batch_size:

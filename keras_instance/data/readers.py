@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from keras_instance.data.records import SPLITS, DatasetError, Record, validate_records
+from keras_instance.data.records import DatasetError, Record, validate_records
 
 _PROBE = 20   # records looked at when choosing which folder holds the images
 
@@ -115,8 +115,9 @@ def _flickr8k_image_dir(root: Path) -> Path:
     for name in FLICKR8K_IMAGE_DIRS:
         if (root / name).is_dir():
             return root / name
-    raise DatasetError(f"No Flickr8k image folder in {root}: expected "
-                       f"{' or '.join(n + '/' for n in FLICKR8K_IMAGE_DIRS)} holding the .jpg files.")
+    folders = " or ".join(n + "/" for n in FLICKR8K_IMAGE_DIRS)
+    raise DatasetError(f"No Flickr8k image folder in {root}: expected {folders} holding the .jpg "
+                       "files.")
 
 
 def _read_flickr8k_tokens(path: Path) -> dict[str, dict[int, str]]:
@@ -177,7 +178,8 @@ def read_karpathy_json(path: str | os.PathLike, image_root: str | os.PathLike | 
     data = _load_json(path, _KARPATHY_FORMAT)
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
-        raise DatasetError(f"{path}: no 'images' list at the top level; expected {_KARPATHY_FORMAT}.")
+        raise DatasetError(f"{path}: no 'images' list at the top level; expected "
+                           f"{_KARPATHY_FORMAT}.")
     rows = []
     for index, entry in enumerate(images):
         rel, split, captions = _karpathy_entry(path, index, entry)
@@ -360,8 +362,9 @@ def read_coco_captions(data_dir: str | os.PathLike) -> list[Record]:
     papers, use his dataset_coco.json (``read_karpathy_json``), which ``read_dataset('coco')``
     prefers when it is present. Captions are in annotation-id order; image_id = 'val2014/<file>'.
     """
-    root = _require_dir(Path(data_dir), "annotations/captions_train2014.json, "
-                                        "annotations/captions_val2014.json, train2014/ and val2014/")
+    root = _require_dir(Path(data_dir),
+                        "annotations/captions_train2014.json, annotations/captions_val2014.json, "
+                        "train2014/ and val2014/")
     rows = []
     for part in ("train2014", "val2014"):
         images = _read_coco_file(root / "annotations" / f"captions_{part}.json")
@@ -416,7 +419,8 @@ def read_cuhk_pedes(data_dir: str | os.PathLike) -> list[Record]:
     path = root / "reid_raw.json"
     entries = _load_json(path, _CUHK_FORMAT)
     if not isinstance(entries, list):
-        raise DatasetError(f"{path}: top level is a {type(entries).__name__}; expected {_CUHK_FORMAT}.")
+        raise DatasetError(f"{path}: top level is a {type(entries).__name__}; expected "
+                           f"{_CUHK_FORMAT}.")
     parsed = [_cuhk_entry(path, k, e) for k, e in enumerate(entries)]
     image_root = _pick_root([root / "imgs", root], [p for p, _, _, _ in parsed])
     return [Record(image_id=rel, image_path=str(image_root / rel), captions=tuple(caps),
@@ -541,16 +545,27 @@ DATASET_READERS: dict[str, Callable[[Path], list[Record]]] = {
 }
 
 
+def reader(name: str) -> Callable[[Path], list[Record]]:
+    """The registered reader of dataset `name` (the --dataset choices)."""
+    if name not in DATASET_READERS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_READERS)}")
+    return DATASET_READERS[name]
+
+
+def load(data) -> list[Record]:
+    """The records a run's data settings (`config.data`: dataset, data_dir) name, validated."""
+    return read_dataset(data.dataset, data.data_dir)
+
+
 def read_dataset(name: str, data_dir: str | os.PathLike, validate: bool = True,
                  check_images: bool = True) -> list[Record]:
     """Read dataset ``name`` from ``data_dir``; with ``validate``, refuse it if it is broken."""
-    if name not in DATASET_READERS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_READERS)}")
+    read = reader(name)
     data_dir = Path(data_dir)
     if not data_dir.exists():
         raise DatasetError(f"Data path {data_dir} for dataset {name!r} does not exist; "
                            f"{_EXPECTS[name]}.")
-    records = DATASET_READERS[name](data_dir)
+    records = read(data_dir)
     if validate:
         validate_records(records, source=f"{data_dir} ({name})", check_images=check_images)
     return records
@@ -569,6 +584,6 @@ _EXPECTS = {
     "cuhk_pedes": "expected a folder with reid_raw.json and imgs/",
     "manifest": "expected manifest.jsonl or a folder holding it",
     "demo": "expected the demo folder with manifest.jsonl (make it with "
-            "`python -m keras_instance.demo_data --out data/demo`)",
+            "`python -m keras_instance.cli.demo_data --out data/demo`)",
     "karpathy": "expected a folder with one dataset_*.json",
 }

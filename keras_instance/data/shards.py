@@ -5,7 +5,7 @@ what the folder pipeline would), its captions, its instance label and its row in
 (`index`, the row of `TrainingSet` the training pipeline pairs it with). `shards.json` beside
 the shards records what was written, so training can check it reads the data it expects.
 
-Written by `python -m keras_instance.prepare`; read by `train_dataset(..., shards=...)`.
+Written by `python -m keras_instance.cli.prepare`; read by `train_dataset(..., shards=...)`.
 """
 from __future__ import annotations
 
@@ -93,18 +93,18 @@ def read_index(shard_dir: str, split: str) -> dict:
     path = os.path.join(shard_dir, INDEX_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: write the shards first with "
-                                f"python -m keras_instance.prepare --out={shard_dir}")
+                                f"python -m keras_instance.cli.prepare --out={shard_dir}")
     with open(path) as f:
         index = json.load(f)
     if split not in index:
         raise ValueError(f"{path} has no {split!r} split (it has: {', '.join(index)}); run "
-                         f"keras_instance.prepare with --splits={split}")
+                         f"keras_instance.cli.prepare with --splits={split}")
     entry = dict(index[split])
     entry["paths"] = [os.path.join(shard_dir, name) for name in entry["files"]]
     missing = [p for p in entry["paths"] if not os.path.exists(p)]
     if missing:
         raise FileNotFoundError(f"{len(missing)} shard file(s) listed in {path} are missing, "
-                                f"e.g. {missing[0]}: rerun keras_instance.prepare")
+                                f"e.g. {missing[0]}: rerun keras_instance.cli.prepare")
     return entry
 
 
@@ -119,7 +119,7 @@ def image_stream(shard_dir: str, split: str, expected_examples: int, seed: int,
     if entry["num_examples"] != expected_examples:
         raise ValueError(f"shards in {shard_dir} hold {entry['num_examples']} {split} images but "
                          f"the dataset has {expected_examples}: they were prepared from other "
-                         "data; rerun keras_instance.prepare")
+                         "data; rerun keras_instance.cli.prepare")
     files = tf.data.Dataset.from_tensor_slices(entry["paths"]).shuffle(
         len(entry["paths"]), seed=seed, reshuffle_each_iteration=True)
     records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(entry["paths"]), 8),

@@ -1,0 +1,43 @@
+"""Train one stage: `python -m keras_instance.cli.train --flagfile=configs/demo.flags --stage=1`.
+
+Rerun the same command after an interruption: it resumes from the last finished epoch. A
+finished stage is left as it is (`--overwrite` trains it again); settings that contradict the run
+folder are refused before anything in it is written.
+"""
+from absl import app, flags
+
+from keras_instance.cli import errors
+from keras_instance.cli.flags import FLAGS, config_from_flags, define_config_flags
+
+define_config_flags()
+flags.DEFINE_integer("stage", 1,
+                     "1: instance loss, backbone frozen; 2: + ranking loss, all layers.")
+flags.DEFINE_boolean("overwrite", False,
+                     "Train the stage again from its start, with this command's settings (the "
+                     "old stage folder is kept aside until the new one finishes; retraining "
+                     "stage 1 also retires the stage 2 trained from it).")
+flags.DEFINE_boolean("mixed_precision", False, "Same as --precision=mixed (older flag).")
+flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "multi_worker", "one_device"],
+                  "tf.distribute strategy (mirrored: all visible GPUs, or --num_cpu_replicas CPUs; "
+                  "no GPU and no CPU replicas: the default strategy).")
+flags.DEFINE_integer("num_cpu_replicas", 0, "Without GPUs: split the CPU into N logical replicas.")
+
+
+def main(argv):
+    del argv
+    from keras_instance.training import distribute  # logical devices must precede any TF op
+    distribute.use_cpu_replicas(FLAGS.num_cpu_replicas)
+
+    def run():
+        from keras_instance.training import stages
+        config = config_from_flags()
+        if FLAGS.mixed_precision:
+            config = config.replace(precision="mixed")
+        strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_replicas)
+        stages.train(config, FLAGS.stage, strategy, overwrite=FLAGS.overwrite)
+
+    errors.run_reporting_user_errors(run)
+
+
+if __name__ == "__main__":
+    app.run(main)

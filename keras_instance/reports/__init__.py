@@ -1,0 +1,1 @@
+"""Looking at a model: the HTML retrieval report and word importance."""

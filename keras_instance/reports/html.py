@@ -1,0 +1,334 @@
+"""A retrieval report a person can look at: `<workdir>/report/index.html`, self-contained.
+
+For sampled test captions: the query and its top-5 images (thumbnails, scores, the right image
+marked); for sampled test images: the top-5 captions (the right ones marked); recall@K curves for
+both directions (K = 1..50) and the training curves from each stage's log.csv. Thumbnails (small
+JPEGs) and plots are embedded as base64 data URIs, so index.html alone opens anywhere (mailed,
+copied out of the run folder); the plots are also saved beside it as PNGs for reuse. Ranking ties
+follow retrieval/metrics.py: lower gallery index first.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import glob
+import html
+import io
+import os
+import re
+import shutil
+
+import numpy as np
+
+from keras_instance import run_folder
+from keras_instance.config import Config
+from keras_instance.data.records import split_records
+from keras_instance.retrieval import embeddings, metrics
+from keras_instance.text import tokenizer
+
+TOP = 5
+MAX_K = 50
+THUMB_SIZE = 128
+RECALL_Y_TOP = 103  # headroom: a curve at 100 % stays visible under the plot's top border
+
+
+@dataclasses.dataclass
+class SplitEmbeddings:
+    """One split's records, caption owners and L2-normalised embeddings; scores = text · image."""
+    records: list
+    captions: list[str]
+    caption_image: np.ndarray   # [M] index of the caption's own image in `records`
+    image_labels: np.ndarray    # [N]
+    text_labels: np.ndarray     # [M]
+    image_emb: np.ndarray       # [N, D]
+    text_emb: np.ndarray        # [M, D]
+
+
+def embed_split(config: Config, dual, vocab: tokenizer.Vocabulary, records,
+                split: str) -> SplitEmbeddings:
+    """Embed a split exactly as evaluation does (same functions, same test-time settings)."""
+    chosen = split_records(records, split)
+    if not chosen:
+        raise ValueError(f"split {split!r} of {config.data.dataset} has no images")
+    captions = [c for r in chosen for c in r.captions]
+    caption_image = np.array([i for i, r in enumerate(chosen) for _ in r.captions], np.int64)
+    image_emb = embeddings.config_image_embeddings(config, dual, [r.image_path for r in chosen])
+    tokens = tokenizer.encode_captions(captions, vocab, config.data.max_length)
+    text_emb = embeddings.config_token_embeddings(config, dual, tokens)
+    return SplitEmbeddings(chosen, captions, caption_image, np.array([r.label for r in chosen]),
+                           np.array([r.label for r in chosen for _ in r.captions]),
+                           image_emb, text_emb)
+
+
+def ranked(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best gallery items: score descending, lower index first among ties."""
+    return np.argsort(-scores, kind="stable")[:k]
+
+
+def recall_curve(ranks: np.ndarray, max_k: int = MAX_K) -> np.ndarray:
+    """R@K in percent for K = 1..max_k from first-hit ranks."""
+    ranks = np.asarray(ranks)
+    return np.array([100.0 * np.mean(ranks <= k) for k in range(1, max_k + 1)])
+
+
+# --------------------------------------------------------------------------- files
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+class Thumbnails:
+    """Small JPEG data URIs of gallery images, each made once per report (an image may show up
+    in many rows)."""
+
+    def __init__(self, size: int = THUMB_SIZE):
+        self.size = size
+        self._made: dict[int, str] = {}
+
+    def __call__(self, src: str, index: int) -> str:
+        if index not in self._made:
+            from PIL import Image
+            with Image.open(src) as im:
+                im = im.convert("RGB")
+                im.thumbnail((self.size, self.size))
+                buffer = io.BytesIO()
+                im.save(buffer, "JPEG", quality=85)
+            self._made[index] = data_uri(buffer.getvalue(), "image/jpeg")
+        return self._made[index]
+
+
+def _png_uri(path: str) -> str:
+    with open(path, "rb") as f:
+        return data_uri(f.read(), "image/png")
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_recall_curves(curves: dict[str, np.ndarray], path: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for name, curve in curves.items():
+        ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
+    ax.set_xlabel("K")
+    ax.set_ylabel("Recall@K (%)")
+    ax.set_ylim(0, RECALL_Y_TOP)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_xlim(1, max(len(c) for c in curves.values()))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def read_training_logs(workdir: str) -> list[tuple[int, list[dict]]]:
+    """[(stage, rows of stage<N>/log.csv)] for every stage that logged an epoch, in stage order."""
+    out = []
+    for path in glob.glob(os.path.join(workdir, "stage*", run_folder.LOG_CSV)):
+        match = re.fullmatch(r"stage(\d+)", os.path.basename(os.path.dirname(path)))
+        if not match:
+            continue
+        with open(path, newline="") as f:
+            rows = [row for row in csv.DictReader(f)]
+        if rows:
+            out.append((int(match.group(1)), rows))
+    return sorted(out, key=lambda item: item[0])
+
+
+def _number(value) -> float | None:
+    """A CSVLogger cell as a float; None for 'NA' (metrics a stage did not log) and blanks."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def plot_training_curves(logs: list[tuple[int, list[dict]]], path: str) -> str:
+    """Every loss term per epoch, stages one after another (loss weights change between stages,
+    so each stage is its own line segment; a dashed line marks where a stage begins)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    series: dict[str, list[list[tuple[int, float]]]] = {}
+    offset, starts = 0, []
+    for stage, rows in logs:
+        starts.append((offset, stage))
+        epochs = [_number(row.get("epoch")) for row in rows]
+        epochs = [int(e) if e is not None else i for i, e in enumerate(epochs)]
+        segment: dict[str, list[tuple[int, float]]] = {}
+        for epoch, row in zip(epochs, rows):
+            for key, value in row.items():
+                value = _number(value)
+                if key and "loss" in key and value is not None:
+                    segment.setdefault(key, []).append((offset + epoch + 1, value))
+        for key, points in segment.items():
+            series.setdefault(key, []).append(points)
+        offset += max(epochs) + 1
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (key, segments) in enumerate(sorted(series.items())):
+        for j, points in enumerate(segments):
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", markersize=3, color=colours[i % len(colours)],
+                    label=key if j == 0 else None)
+    for x, stage in starts:
+        ax.axvline(x + 0.5, color="grey", linestyle="--", linewidth=0.8)
+        ax.annotate(f"stage {stage}", (x + 0.6, 1.0), xycoords=("data", "axes fraction"),
+                    va="bottom", fontsize=8, color="grey")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch (all stages)")
+    ax.set_ylabel("loss (epoch mean)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- HTML
+_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1.2em; }
+td, th { border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; text-align: left; }
+.thumb { width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated;
+         border: 3px solid transparent; display: block; }
+.right .thumb { border-color: #1a7f37; }
+td.right, tr.right td { background: #dcfce7; }
+.mark { color: #1a7f37; font-weight: bold; }
+.score { font-size: 0.85em; color: #555; }
+.query { max-width: 22em; }
+pre { background: #f6f6f6; padding: 0.6em; display: inline-block; }
+"""
+
+# After load: how many <img> decoded (naturalWidth > 0), readable with `chromium --dump-dom`.
+_SCRIPT = """
+window.addEventListener("load", function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
+  document.body.dataset.imagesLoaded = ok;
+  document.body.dataset.imagesTotal = imgs.length;
+});
+"""
+
+
+def _esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _image_cell(uri: str, label: str, score: float | None, right: bool, note: str = "") -> str:
+    mark = '<span class="mark" data-right="1">&#10003; right image</span><br>' if right else ""
+    score_txt = f'<span class="score">score {score:.3f}</span>' if score is not None else ""
+    return (f'<td class="{"right" if right else ""}">{note}<img class="thumb" src="{_esc(uri)}" '
+            f'alt="{_esc(label)}" title="{_esc(label)}">{mark}{score_txt}</td>')
+
+
+def text_query_rows(emb: SplitEmbeddings, queries, thumbs: Thumbnails, top: int = TOP) -> str:
+    rows = []
+    for q in queries:
+        scores = emb.image_emb @ emb.text_emb[q]
+        best = ranked(scores, top)
+        right = emb.image_labels == emb.text_labels[q]
+        rank = int(metrics.first_hit_ranks(scores[None], right[None])[0])
+        cells = [_image_cell(thumbs(emb.records[g].image_path, g),
+                             emb.records[g].image_id, float(scores[g]), bool(right[g]))
+                 for g in best]
+        own = int(emb.caption_image[q])
+        cells.append(_image_cell(thumbs(emb.records[own].image_path, own),
+                                 emb.records[own].image_id, float(scores[own]), False))
+        rows.append(f'<tr data-rank="{rank}"><td class="query">{_esc(emb.captions[q])}'
+                    f'<br><span class="score">right image at rank {rank}</span></td>'
+                    + "".join(cells) + "</tr>")
+    head = ("<tr><th>query caption</th>" + "".join(f"<th>#{i + 1}</th>" for i in range(top))
+            + "<th>its image</th></tr>")
+    return f'<table id="text-query-table">{head}{"".join(rows)}</table>'
+
+
+def image_query_rows(emb: SplitEmbeddings, queries, thumbs: Thumbnails, top: int = TOP) -> str:
+    rows = []
+    for q in queries:
+        scores = emb.text_emb @ emb.image_emb[q]
+        best = ranked(scores, top)
+        right = emb.text_labels == emb.image_labels[q]
+        rank = int(metrics.first_hit_ranks(scores[None], right[None])[0])
+        thumb = thumbs(emb.records[q].image_path, q)
+        items = []
+        for g in best:
+            mark = '<span class="mark" data-right="1">&#10003;</span> ' if right[g] else ""
+            items.append(f'<tr class="{"right" if right[g] else ""}"><td>{mark}'
+                         f'{_esc(emb.captions[g])}</td><td class="score">{scores[g]:.3f}</td></tr>')
+        rows.append(f'<tr data-rank="{rank}"><td><img class="thumb" src="{_esc(thumb)}" '
+                    f'alt="{_esc(emb.records[q].image_id)}" '
+                    f'title="{_esc(emb.records[q].image_id)}">'
+                    f'<span class="score">first right caption at rank {rank}</span></td>'
+                    f'<td><table class="captions">{"".join(items)}</table></td></tr>')
+    return ('<table id="image-query-table"><tr><th>query image</th><th>top-5 captions '
+            f'(&#10003; = one of its own)</th></tr>{"".join(rows)}</table>')
+
+
+def write_report(config: Config, dual, vocab: tokenizer.Vocabulary, records, split: str = "test",
+                 out_dir: str | None = None, num_queries: int = 10, seed: int = 0,
+                 title: str = "", log=print) -> str:
+    """Write the report folder; returns the path of its index.html (self-contained)."""
+    out_dir = out_dir or run_folder.path(config.workdir, run_folder.REPORT)
+    os.makedirs(out_dir, exist_ok=True)
+    # Earlier reports kept thumbnails in report/thumbs/: stale now, and no longer read.
+    shutil.rmtree(os.path.join(out_dir, "thumbs"), ignore_errors=True)
+    thumbs = Thumbnails()
+    emb = embed_split(config, dual, vocab, records, split)
+    log(f"report: {len(emb.records)} images, {len(emb.captions)} captions of the {split} split")
+    result = metrics.evaluate_protocol(config.test.protocol, emb.image_emb, emb.text_emb,
+                                         emb.image_labels, emb.text_labels)
+    scores = emb.text_emb @ emb.image_emb.T   # [M captions, N images]
+    curves = {"text→image": recall_curve(metrics.first_hit_ranks_by_label(
+        scores, emb.text_labels, emb.image_labels), min(MAX_K, len(emb.records)))}
+    if config.test.protocol != "cuhk":  # CUHK-PEDES has text queries only
+        curves["image→text"] = recall_curve(metrics.first_hit_ranks_by_label(
+            scores.T, emb.image_labels, emb.text_labels), min(MAX_K, len(emb.captions)))
+    recall_png = _png_uri(plot_recall_curves(curves, os.path.join(out_dir, "recall_curves.png")))
+    logs = read_training_logs(config.workdir)
+    training_png = _png_uri(plot_training_curves(
+        logs, os.path.join(out_dir, "training_curves.png"))) if logs else None
+
+    rng = np.random.default_rng(seed)
+    text_queries = np.sort(rng.choice(len(emb.captions), min(num_queries, len(emb.captions)),
+                                      replace=False))
+    image_queries = np.sort(rng.choice(len(emb.records), min(num_queries, len(emb.records)),
+                                       replace=False))
+    curve_rows = "".join(
+        f"<tr><td>{_esc(name)}</td>" + "".join(
+            f"<td>{c[k - 1]:.1f}</td>" if k <= len(c) else "<td>&ndash;</td>"
+            for k in (1, 5, 10, 50)) + "</tr>"
+        for name, c in curves.items())
+    training = (f'<img id="training-curves" src="{training_png}" alt="training curves">'
+                if logs else "<p>No training logs (stage*/log.csv) in the workdir.</p>")
+    body = f"""
+<h1>Retrieval report: {_esc(config.data.dataset)} {_esc(split)} split</h1>
+<p>{_esc(title)}</p>
+<section id="summary"><h2>Recall</h2>
+<pre>{_esc(metrics.format_table(result))}</pre></section>
+<section id="text-queries"><h2>Text → image: {len(text_queries)} sampled captions</h2>
+<p>Top-{TOP} images of the {len(emb.records)} test images; green = the caption's own image.</p>
+{text_query_rows(emb, text_queries, thumbs)}</section>
+<section id="image-queries"><h2>Image → text: {len(image_queries)} sampled images</h2>
+<p>Top-{TOP} captions of the {len(emb.captions)} test captions.</p>
+{image_query_rows(emb, image_queries, thumbs)}</section>
+<section id="recall-curves"><h2>Recall@K, K = 1..{max(len(c) for c in curves.values())}</h2>
+<img id="recall-curve-plot" src="{recall_png}" alt="recall curves">
+<table id="recall-table"><tr><th>direction</th><th>R@1</th><th>R@5</th><th>R@10</th>
+<th>R@50</th></tr>{curve_rows}</table></section>
+<section id="training-curves-section"><h2>Training curves</h2>{training}</section>
+"""
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>keras-instance report: {_esc(config.data.dataset)} {_esc(split)}</title>"
+            f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head>"
+            f"<body>{body}</body></html>\n")
+    path = os.path.join(out_dir, "index.html")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    return path

@@ -1,0 +1,124 @@
+"""Prefix cache (--finetune_from): the frozen part of the backbone run once, its maps on disk.
+
+Stage II as the paper means it trains the backbone end to end; on a CPU, recomputing and
+back-propagating all of it costs ~15 images/s. Splitting it (`backbones.split_backbone`) leaves
+a frozen prefix whose output never changes: it runs once per cached view (view 0 the whole
+image, then random crops/flips as in training, the Stage I cache's views), and training runs the
+trainable suffix, heads and text CNN from the stored maps.
+
+Storage: one float16 .npy of shape [N, views, h, w, c], memory-mapped, so maps larger than
+memory (ResNet-50's conv4 output is 14×14×1024 per view) stream from disk. The build writes a
+`.partial.npy` beside a `.partial.json` that counts finished images; a killed build resumes
+where it stopped and gives the same file. The name carries a hash of everything the maps depend
+on (prefix weights, split layer, size, views, augmentation, seed, image list).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from keras_instance.model.backbones import SplitBackbone
+from keras_instance.training.feature_cache import (
+    progress_reporter,
+    view_batches,
+    weights_fingerprint,
+)
+
+CHUNK_IMAGES = 256  # images per progress save
+
+
+def cache_key(image_paths, split: SplitBackbone, image_size: int, views: int, flip: bool,
+              crop_scale, seed: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([split.layer, weights_fingerprint(split.prefix), image_size, views,
+                         flip, list(crop_scale), seed]).encode())
+    for p in image_paths:
+        h.update(str(p).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def cache_path(cache_dir: str, backbone_name: str, split: SplitBackbone, image_paths,
+               image_size: int, views: int, flip: bool, crop_scale, seed: int) -> str:
+    key = cache_key(image_paths, split, image_size, views, flip, crop_scale, seed)
+    return os.path.join(cache_dir, f"{backbone_name}_prefix_{split.layer}_{image_size}px_"
+                                   f"{views}views_{key}.npy")
+
+
+def prefix_maps(cache_dir: str, backbone_name: str, split: SplitBackbone, image_paths,
+                image_size: int, views: int = 1, flip: bool = True, crop_scale=(0.8, 1.0),
+                seed: int = 0, batch_size: int = 64, log=print,
+                on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
+    """[N, views, h, w, c] float16 maps (memory-mapped), built once, resumed after a kill."""
+    path = cache_path(cache_dir, backbone_name, split, image_paths, image_size, views, flip,
+                      crop_scale, seed)
+    if os.path.exists(path):
+        log(f"prefix cache: loading {path}")
+        return np.load(path, mmap_mode="r")
+    os.makedirs(cache_dir, exist_ok=True)
+    partial, progress = path[:-4] + ".partial.npy", path[:-4] + ".partial.json"
+    shape = (len(image_paths), views, *split.map_shape)
+    done = _resumable(partial, progress, shape)
+    if done:
+        maps = np.lib.format.open_memmap(partial, mode="r+")
+        log(f"prefix cache: resuming at image {done} of {len(image_paths)} → {path}")
+    else:
+        maps = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
+        log(f"prefix cache: {views} view(s) of {len(image_paths)} images through the frozen "
+            f"{backbone_name} up to {split.layer} ({'×'.join(map(str, split.map_shape))} "
+            f"float16 per view, {maps.nbytes / 2**30:.1f} GiB) → {path}")
+    predict = tf.function(lambda x: split.prefix(x, training=False), reduce_retracing=True)
+    report = progress_reporter(len(image_paths), "prefix cache", done)
+    row = done
+    for batch in view_batches(image_paths, image_size, views, flip, crop_scale, seed,
+                              batch_size, start=done):
+        n = int(batch.shape[0])
+        flat = tf.reshape(batch, [-1, image_size, image_size, 3])
+        maps[row:row + n] = predict(flat).numpy().reshape(n, views, *split.map_shape)
+        row += n
+        report(n)
+        if row // CHUNK_IMAGES != (row - n) // CHUNK_IMAGES or row == len(image_paths):
+            maps.flush()
+            _write_progress(progress, row, shape)
+            if on_chunk:
+                on_chunk(row)
+    maps.flush()
+    del maps
+    os.replace(partial, path)
+    os.remove(progress)
+    return np.load(path, mmap_mode="r")
+
+
+def _resumable(partial: str, progress: str, shape: tuple) -> int:
+    """Images already done by an interrupted build of this very cache (0: start afresh)."""
+    if not (os.path.exists(partial) and os.path.exists(progress)):
+        return 0
+    with open(progress) as f:
+        state = json.load(f)
+    return int(state["done"]) if tuple(state.get("shape", ())) == shape else 0
+
+
+def _write_progress(progress: str, done: int, shape: tuple) -> None:
+    tmp = progress + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"done": done, "shape": list(shape)}, f)
+    os.replace(tmp, progress)
+
+
+def features_from_maps(split: SplitBackbone, maps: np.ndarray, batch_size: int = 256,
+                       log=print) -> np.ndarray:
+    """[N, views, D] float32 pooled features of cached maps (the frozen suffix, test mode):
+    Stage I's feature cache without a second pass of the backbone over the images."""
+    n, views = maps.shape[:2]
+    flat_count = n * views
+    flat = maps.reshape(flat_count, *maps.shape[2:])
+    predict = tf.function(lambda x: split.suffix(x, training=False), reduce_retracing=True)
+    out = []
+    for i in range(0, flat_count, batch_size):
+        out.append(predict(tf.constant(np.asarray(flat[i:i + batch_size], np.float32))).numpy())
+    log(f"prefix cache: pooled features of {flat_count} cached views through {split.suffix.name}")
+    return np.concatenate(out).reshape(n, views, -1).astype(np.float32)

@@ -1,0 +1,87 @@
+"""Shared fixtures: the tiny config, generated demo data, ONE trained tiny run per session, and
+one way to run a program.
+
+`trained_run` (Stage I + II of the tiny model on `demo_data`, exported as version 1) is shared by
+every test that only reads a trained run (export, index, serving, bad inputs, explain, report,
+encoders); a test that changes a run folder trains its own or copies this one (`copy_run`).
+Markers (pytest.ini): `slow` (tens of seconds: several processes or many steps), `server` (starts
+the stand-in server). `make test` runs everything.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from keras_instance.config import Config, flag_text
+from keras_instance.data.demo import generate_demo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(dataset="demo", backbone="tiny_cnn", backbone_weights=None, test_geometry="squash",
+            image_size=32, image_head_units=(16,), word_dim=8, text_widths=(8, 16, 16, 32),
+            text_blocks=(1, 1, 1, 1), embed_dim=16, dropout=0.1, batch_size=16,
+            negatives="hardest_in_batch", random_flip=False, stage1_lr_schedule="0.1:1",
+            stage2_lr_schedule="0.1:1", test_flip_sum=True, test_shift_sum=True)
+# The same tiny model as command-line flags, for the programs.
+TINY_FLAGS = [flag_text(k, v) for k, v in TINY.items() if k != "backbone_weights"] + [
+    "--backbone_weights=none"]
+
+
+def tiny_config(data_dir: str, workdir: str, **overrides) -> Config:
+    """The tiny model on `data_dir`, training into `workdir` (flat-named overrides)."""
+    return Config.flat(**{**TINY, "data_dir": data_dir, "workdir": workdir, **overrides})
+
+
+def run_program(module: str, *args, check: bool = True, timeout: int = 600,
+                env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` from the repository root, as a user runs it."""
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def make_demo(folder, num_train=48, num_val=4, num_test=12, image_size=32, seed=3) -> str:
+    generate_demo(str(folder), num_train=num_train, num_val=num_val, num_test=num_test,
+                  image_size=image_size, seed=seed)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> str:
+    """48 training, 4 val, 12 test generated pictures (32 px) with five captions each."""
+    return make_demo(tmp_path_factory.mktemp("demo_data"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(demo_data, tmp_path_factory) -> dict:
+    """The tiny model trained through Stage I and II once per session, loaded, and exported by
+    the export program as version 1. Read only: `copy_run` for a folder a test may change."""
+    from keras_instance import run_folder
+    from keras_instance.data import readers
+    from keras_instance.data.records import split_records
+    from keras_instance.training import stages
+    root = tmp_path_factory.mktemp("trained_run")
+    config = tiny_config(demo_data, str(root / "run"), feature_cache=str(root / "cache"))
+    stages.train(config, 1, verbose=0)
+    stages.train(config, 2, verbose=0)
+    exports = str(root / "exports")
+    out = run_program("keras_instance.cli.export", f"--workdir={config.workdir}",
+                      f"--export_dir={exports}")
+    assert "exported as version 1" in out.stdout
+    run = run_folder.load_trained(config.workdir)
+    return dict(config=run.config, dual=run.dual, vocab=run.vocab, exports=exports, root=root,
+                records=readers.load(run.config.data),
+                test=split_records(readers.load(run.config.data), "test"))
+
+
+@pytest.fixture
+def copy_run(trained_run, tmp_path):
+    """A copy of the session's trained run folder that the test may change."""
+    target = tmp_path / "run"
+    shutil.copytree(trained_run["config"].workdir, target)
+    return str(target)
