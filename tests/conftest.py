@@ -45,6 +45,13 @@ def run_program(module: str, *args, check: bool = True, timeout: int = 600,
     return proc
 
 
+def quiet(proc: subprocess.CompletedProcess) -> None:
+    """No TensorFlow start-up noise (the cuInit E-line on a GPU-less machine, absl's warning),
+    and no progress-bar escapes in a redirected log."""
+    for noise in ("cuInit", "absl::InitializeLog", "E0000", "cpu_feature_guard", "\x1b["):
+        assert noise not in proc.stderr + proc.stdout, (noise, proc.stderr[-1500:])
+
+
 def make_demo(folder, num_train=48, num_val=4, num_test=12, image_size=32, seed=3) -> str:
     generate_demo(str(folder), num_train=num_train, num_val=num_val, num_test=num_test,
                   image_size=image_size, seed=seed)

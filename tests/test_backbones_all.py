@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_instance.model.backbones import build_backbone, spec, split_backbone, window_features
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, size, dim", [
     ("resnet50", 64, 2048), ("resnet152", 64, 2048), ("mobilenet_v2", 64, 1280),
     ("vgg19", 224, 4096),  # fc7 needs the 224×224 classification top
@@ -35,6 +36,7 @@ def test_backbone_feature_size_and_windows(name, size, dim):
                                    err_msg=layer)
 
 
+@pytest.mark.slow
 def test_vgg19_rejects_other_sizes_and_takes_fc7_before_relu():
     with pytest.raises(ValueError, match="224"):
         build_backbone("vgg19", None, (128, 128, 3))

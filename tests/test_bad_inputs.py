@@ -33,6 +33,7 @@ from keras_instance.text import tokenizer as text  # noqa: E402
 from serving import client  # noqa: E402
 from serving.standin_process import StandinProcess  # noqa: E402
 
+pytestmark = pytest.mark.server  # these start the stand-in server
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 IMAGE, TEXT = serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL
 ATOL = 1e-5

@@ -226,6 +226,7 @@ def test_op_allow_list(trained):
     assert ALLOWED_TF_TEXT_OPS <= graph_ops(saved(trained, serving_export.TEXT_MODEL))
 
 
+@pytest.mark.slow
 def test_keep_aspect_served_embeddings_equal_evaluation_on_mixed_aspect_ratios(tmp_path):
     """METHOD.md's test geometry (short side kept, every window of the map summed) in the
     served graph, for one request mixing 3:2, 2:3, square and very wide images."""

@@ -109,14 +109,15 @@ def test_cache_keys_and_an_interrupted_build_resumes(tmp_path, monkeypatch):
     assert not [n for n in os.listdir(tmp_path / "cache") if "partial" in n]
 
 
+@pytest.mark.slow
 def test_finetuned_stages_export_and_evaluate_alike(tmp_path):
     """Stage II from the prefix cache moves the suffix only; evaluation and the served image
     encoder then use the fine-tuned backbone and agree within 1e-5."""
     data = tmp_path / "data"
-    generate_demo(str(data), num_train=32, num_val=2, num_test=6, image_size=SIZE, seed=2)
+    generate_demo(str(data), num_train=16, num_val=2, num_test=4, image_size=SIZE, seed=2)
     config = CONFIG.replace(dataset="demo", data_dir=str(data),
                                  workdir=str(tmp_path / "run"), feature_cache=str(tmp_path / "c"),
-                                 finetune_from="Conv_1", batch_size=16, cache_views=2,
+                                 finetune_from="Conv_1", batch_size=8, cache_views=1,
                                  negatives="hardest_in_batch", stage1_lr_schedule="0.1:1",
                                  stage2_lr_schedule="0.1:1", dropout=0.1)
     lines = []

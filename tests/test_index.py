@@ -214,6 +214,7 @@ def start_standin(exports) -> StandinProcess:
         os.path.join(exports, os.pardir, "standin.log"), start_s=SERVER_START_S, env=ENV)
 
 
+@pytest.mark.server
 def test_end_to_end_through_the_client(indexed):
     d = indexed
     standin = start_standin(d["exports"])

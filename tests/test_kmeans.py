@@ -42,6 +42,7 @@ def test_bad_cluster_counts_are_refused():
         Config.flat(labels="people").validate()
 
 
+@pytest.mark.slow
 def test_kmeans_run_trains_on_k_classes_and_stage2_reuses_them(tmp_path):
     data, work, cache = str(tmp_path / "data"), str(tmp_path / "run"), str(tmp_path / "cache")
     generate_demo(data, num_train=48, num_val=2, num_test=8, image_size=32, seed=5)

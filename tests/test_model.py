@@ -163,6 +163,7 @@ def receptive_fields(layout, blocks=(3, 4, 6, 1), length=32):
     return fields
 
 
+@pytest.mark.slow
 def test_text_cnn_receptive_fields_match_the_authors_net():
     fields = receptive_fields("authors")
     assert [len(fields[s]) for s in (1, 2, 3, 4)] == [32, 16, 8, 8]

@@ -89,6 +89,7 @@ def _weights(path):
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
 
 
+@pytest.mark.slow
 def test_two_workers_match_each_other_and_one_process(tmp_path):
     data = str(tmp_path / "data")
     generate_demo(data, num_train=48, num_val=4, num_test=4, image_size=32, seed=3)

@@ -35,6 +35,7 @@ from serving.standin_process import StandinProcess  # noqa: E402
 
 DIM = 8
 GALLERY = [f"img{i}" for i in range(5)]
+pytestmark = pytest.mark.server  # these start the stand-in server
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 
 

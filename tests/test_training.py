@@ -170,6 +170,7 @@ def _messages():
     return lines, lines.append
 
 
+@pytest.mark.slow
 def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(demo_dir, tmp_path):
     config = tiny_config(demo_dir, str(tmp_path / "run"), stage1_lr_schedule="0.1:1",
                          stage2_lr_schedule="0.1:1")
