@@ -21,9 +21,11 @@ demo: $(STAMP)
 	$(PY) -m keras_instance.cli.report --workdir=runs/demo --split=test
 
 # Lint first (ruff.toml: 100 columns, pyflakes, import order), then the suite.
+# Two pytest workers, one test file each at a time: much of a test's time is single-threaded
+# (imports, tracing, XLA compiles, subprocess start-up), so two keep both cores busy.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # Real data: ../shared/data/flickr8k and the MobileNetV2 weights in ../shared/weights.
 # Stage I takes its own flagfile (it includes flickr8k.flags and changes batch and word LR).

@@ -24,5 +24,8 @@ setup(
         "matplotlib==3.11.2",
         "scikit-learn==1.9.1",
     ],
-    extras_require={"dev": ["pytest==9.2.0", "ruff==0.14.4"], "bench": ["faiss-cpu==1.15.1"]},
+    extras_require={
+        "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "execnet==2.1.1", "ruff==0.14.4"],
+        "bench": ["faiss-cpu==1.15.1"],
+    },
 )
