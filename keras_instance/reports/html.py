@@ -228,13 +228,21 @@ def _image_cell(uri: str, label: str, score: float | None, right: bool, note: st
             f'alt="{_esc(label)}" title="{_esc(label)}">{mark}{score_txt}</td>')
 
 
+def _query_hits(gallery: np.ndarray, query: np.ndarray, gallery_labels: np.ndarray,
+                query_label, top: int):
+    """One query against a gallery: scores, the top indices, the right-answer mask, and the rank
+    of the first right answer (the evaluation's tie rule)."""
+    scores = gallery @ query
+    right = gallery_labels == query_label
+    return scores, ranked(scores, top), right, int(metrics.first_hit_ranks(scores[None],
+                                                                             right[None])[0])
+
+
 def text_query_rows(emb: SplitEmbeddings, queries, thumbs: Thumbnails, top: int = TOP) -> str:
     rows = []
     for q in queries:
-        scores = emb.image_emb @ emb.text_emb[q]
-        best = ranked(scores, top)
-        right = emb.image_labels == emb.text_labels[q]
-        rank = int(metrics.first_hit_ranks(scores[None], right[None])[0])
+        scores, best, right, rank = _query_hits(emb.image_emb, emb.text_emb[q], emb.image_labels,
+                                                emb.text_labels[q], top)
         cells = [_image_cell(thumbs(emb.records[g].image_path, g),
                              emb.records[g].image_id, float(scores[g]), bool(right[g]))
                  for g in best]
@@ -252,10 +260,8 @@ def text_query_rows(emb: SplitEmbeddings, queries, thumbs: Thumbnails, top: int 
 def image_query_rows(emb: SplitEmbeddings, queries, thumbs: Thumbnails, top: int = TOP) -> str:
     rows = []
     for q in queries:
-        scores = emb.text_emb @ emb.image_emb[q]
-        best = ranked(scores, top)
-        right = emb.text_labels == emb.image_labels[q]
-        rank = int(metrics.first_hit_ranks(scores[None], right[None])[0])
+        scores, best, right, rank = _query_hits(emb.text_emb, emb.image_emb[q], emb.text_labels,
+                                                emb.image_labels[q], top)
         thumb = thumbs(emb.records[q].image_path, q)
         items = []
         for g in best:
