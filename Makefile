@@ -22,10 +22,12 @@ demo: $(STAMP)
 
 # Lint first (ruff.toml: 100 columns, pyflakes, import order), then the suite.
 # Two pytest workers, one test file each at a time: much of a test's time is single-threaded
-# (imports, tracing, XLA compiles, subprocess start-up), so two keep both cores busy.
+# (imports, tracing, XLA compiles, subprocess start-up), so two keep both cores busy. Files go
+# heaviest first (tests/file_durations.json, see tests/conftest.py), so no long file runs alone
+# at the end; `pytest --record-file-durations` refreshes that file.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
 
 # Real data: ../shared/data/flickr8k and the MobileNetV2 weights in ../shared/weights.
 # Stage I takes its own flagfile (it includes flickr8k.flags and changes batch and word LR).

@@ -3,16 +3,25 @@ one way to run a program.
 
 `trained_run` (Stage I + II of the tiny model on `demo_data`, exported as version 1) is shared by
 every test that only reads a trained run (export, index, serving, bad inputs, explain, report,
-encoders); a test that changes a run folder trains its own or copies this one (`copy_run`).
+encoders), and by both pytest workers (the first to need it trains it, the other waits and loads
+it); a test that changes a run folder trains its own or copies this one (`copy_run`).
 Markers (pytest.ini): `slow` (tens of seconds: several processes or many steps), `server` (starts
 the stand-in server). `make test` runs everything.
+
+Order: `make test` gives each of two workers one file at a time, so a long file taken last runs
+alone at the end. Files are collected heaviest first, by tests/file_durations.json (seconds per
+file, written by `pytest --record-file-durations`; a file missing from it goes first).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections import defaultdict
 
 import pytest
 
@@ -64,23 +73,43 @@ def demo_data(tmp_path_factory) -> str:
     return make_demo(tmp_path_factory.mktemp("demo_data"))
 
 
+@contextlib.contextmanager
+def shared_between_workers(tmp_path_factory, name: str):
+    """(folder, done) for work the pytest workers share: one holds the lock and builds `folder`
+    while the other waits; `done` says it was built (by this worker or an earlier one)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the folder all workers' temp folders live in
+    folder = base / name
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield folder, (folder / "done").exists()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
-def trained_run(demo_data, tmp_path_factory) -> dict:
-    """The tiny model trained through Stage I and II once per session, loaded, and exported by
-    the export program as version 1. Read only: `copy_run` for a folder a test may change."""
+def trained_run(tmp_path_factory) -> dict:
+    """The tiny model trained through Stage I and II once per test run (shared by the workers),
+    loaded, and exported by the export program as version 1. Read only: `copy_run` for a folder a
+    test may change."""
     from keras_instance import run_folder
     from keras_instance.data import readers
     from keras_instance.data.records import split_records
-    from keras_instance.training import stages
-    root = tmp_path_factory.mktemp("trained_run")
-    config = tiny_config(demo_data, str(root / "run"), feature_cache=str(root / "cache"))
-    stages.train(config, 1, verbose=0)
-    stages.train(config, 2, verbose=0)
-    exports = str(root / "exports")
-    out = run_program("keras_instance.cli.export", f"--workdir={config.workdir}",
-                      f"--export_dir={exports}")
-    assert "exported as version 1" in out.stdout
-    run = run_folder.load_trained(config.workdir)
+    with shared_between_workers(tmp_path_factory, "trained_run") as (root, done):
+        workdir, exports = str(root / "run"), str(root / "exports")
+        if not done:
+            from keras_instance.training import stages
+            config = tiny_config(make_demo(root / "data"), workdir,
+                                 feature_cache=str(root / "cache"))
+            stages.train(config, 1, verbose=0)
+            stages.train(config, 2, verbose=0)
+            out = run_program("keras_instance.cli.export", f"--workdir={workdir}",
+                              f"--export_dir={exports}")
+            assert "exported as version 1" in out.stdout
+            (root / "done").write_text("")
+    run = run_folder.load_trained(workdir)
     return dict(config=run.config, dual=run.dual, vocab=run.vocab, exports=exports, root=root,
                 records=readers.load(run.config.data),
                 test=split_records(readers.load(run.config.data), "test"))
@@ -92,3 +121,38 @@ def copy_run(trained_run, tmp_path):
     target = tmp_path / "run"
     shutil.copytree(trained_run["config"].workdir, target)
     return str(target)
+
+
+DURATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "file_durations.json")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-file-durations", action="store_true",
+                     help="write the seconds each test file took to tests/file_durations.json "
+                          "(`make test` runs the heaviest files first)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Heaviest files first; within a file, the order it is written in."""
+    try:
+        with open(DURATIONS) as f:
+            seconds = json.load(f)
+    except FileNotFoundError:
+        return
+    first = float("inf")  # a file not measured yet may be long: do not leave it for last
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], first))
+
+
+_file_seconds: dict = defaultdict(float)
+
+
+def pytest_runtest_logreport(report):
+    _file_seconds[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_sessionfinish(session):
+    config = session.config
+    if config.getoption("record_file_durations") and not hasattr(config, "workerinput"):
+        with open(DURATIONS, "w") as f:  # the controller (or a run without workers) writes
+            json.dump({k: round(v, 1) for k, v in sorted(_file_seconds.items())}, f, indent=1)
+            f.write("\n")

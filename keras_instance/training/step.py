@@ -76,15 +76,17 @@ class InstanceTrainer(keras.Model):
                             training=training)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Build the optimizer only; the functional network is built at construction.
+        """Build the optimizer before the step is traced; the functional network is built at
+        construction.
 
-        Keras' own version first all-reduces a whole input batch just to read its shapes, which
-        fails under MultiWorkerMirroredStrategy (a dict of PerReplica values cannot go through
-        collective ops); nothing here needs those shapes.
+        Without an explicit strategy Keras builds nothing here, so the optimizer's slots were
+        created inside the step's first trace and TensorFlow traced the whole step twice
+        (variable creation, then the real trace): half of a tiny run's start-up. Keras' own
+        version also all-reduces a whole input batch just to read its shapes, which fails under
+        MultiWorkerMirroredStrategy (a dict of PerReplica values cannot go through collective
+        ops); nothing here needs those shapes.
         """
-        if self._distribute_strategy is None:
-            return
-        with self.distribute_strategy.scope():
+        with self.distribute_strategy.scope():  # the default strategy when none was set
             self._symbolic_build(data_batch=None)
 
     @property
