@@ -1,7 +1,8 @@
 """Shared fixtures: the tiny config, generated demo data, ONE trained tiny run per session, and
 one way to run a program.
 
-`trained_run` (Stage I + II of the tiny model on `demo_data`, exported as version 1) is shared by
+`trained_run` (Stage I + II of the tiny model on its own copy of the demo data, exported as version
+1) is shared by
 every test that only reads a trained run (export, index, serving, bad inputs, explain, report,
 encoders), and by both pytest workers (the first to need it trains it, the other waits and loads
 it); a test that changes a run folder trains its own or copies this one (`copy_run`).
@@ -37,6 +38,13 @@ TINY = dict(dataset="demo", backbone="tiny_cnn", backbone_weights=None, test_geo
 # The same tiny model as command-line flags, for the programs.
 TINY_FLAGS = [flag_text(k, v) for k, v in TINY.items() if k != "backbone_weights"] + [
     "--backbone_weights=none"]
+
+
+# A tiny dual path for tests that drive InstanceTrainer directly on 16-px images and 8 tokens.
+STEP_CONFIG = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
+                          image_size=16, image_head_units=(16,), text_widths=(8, 16, 16, 32),
+                          text_blocks=(1, 1, 1, 1), embed_dim=16, word_dim=8, max_length=8,
+                          dropout=0.0)
 
 
 def tiny_config(data_dir: str, workdir: str, **overrides) -> Config:
@@ -140,14 +148,18 @@ def pytest_collection_modifyitems(config, items):
     except FileNotFoundError:
         return
     first = float("inf")  # a file not measured yet may be long: do not leave it for last
-    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], first))
+    items.sort(key=lambda item: -seconds.get(_test_file(item.nodeid), first))
 
 
 _file_seconds: dict = defaultdict(float)
 
 
+def _test_file(nodeid: str) -> str:
+    return nodeid.split("::")[0]
+
+
 def pytest_runtest_logreport(report):
-    _file_seconds[report.nodeid.split("::")[0]] += report.duration
+    _file_seconds[_test_file(report.nodeid)] += report.duration
 
 
 def pytest_sessionfinish(session):

@@ -5,20 +5,17 @@ float32 eager step is the reference. Weight decay is large on purpose: under a L
 the decay term must be multiplied by the loss scale, and getting that wrong moves the weights by
 orders of magnitude more than float16 rounding does.
 """
+import conftest
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_instance.config import Config
 from keras_instance.model.dual_path import build_dual_path
 from keras_instance.training.precision import DtypePolicy, precision_policy
 from keras_instance.training.step import InstanceTrainer
 
-CONFIG = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
-                     image_size=16, image_head_units=(16,), text_widths=(8, 16, 16, 32),
-                     text_blocks=(1, 1, 1, 1), embed_dim=16, word_dim=8, max_length=8,
-                     dropout=0.0)
+CONFIG = conftest.STEP_CONFIG
 CLASSES, VOCAB, BATCH = 6, 12, 8
 
 

@@ -4,18 +4,15 @@ Without an explicit distribution strategy Keras created the optimizer's slots in
 trace of the step, and TensorFlow then traced the whole step a second time; on a tiny model that
 was half the time of a training run (and of this test suite).
 """
+import conftest
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_instance.config import Config
 from keras_instance.model.dual_path import build_dual_path
 from keras_instance.training.step import InstanceTrainer
 
-CONFIG = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
-                     image_size=16, image_head_units=(16,), text_widths=(8, 16, 16, 32),
-                     text_blocks=(1, 1, 1, 1), embed_dim=16, word_dim=8, max_length=8,
-                     dropout=0.0)
+CONFIG = conftest.STEP_CONFIG
 
 
 class CountingTrainer(InstanceTrainer):
