@@ -5,7 +5,9 @@
     text_encoder    serving_default: sentences string[None] → embedding float32[None, D]
                     token_ids: sentences → token_ids int32[None, L]
     text_to_image   serving_default: sentences → ids string[None, k], scores float32[None, k]
+                    search, search_by_embedding, embedding_of, index_info (IndexModule)
     image_to_text   serving_default: images → ids, captions string[None, k], scores [None, k]
+                    search, search_by_embedding, embedding_of, index_info (IndexModule)
 
 Everything between the raw input and the embedding runs inside the graph, with the code the
 evaluation uses: `image_checks.checked_image_bytes`, `pipeline.decode_image`, then the run's test
@@ -13,8 +15,9 @@ geometry (keep_aspect: `pipeline.resize_short_side` + `dual_path.window_embeddin
 a time so a request may mix aspect ratios; squash: the whole-image resize of
 `pipeline.load_eval_image`), the flip-sum, `tokenizer.token_ids` (the training tokeniser and the
 vocabulary's StaticHashTable) and the Position-Shift sum. So served embeddings equal
-`retrieval.embeddings` on the same inputs. Index search is matmul + top_k; ties: lower gallery
-index first (`tf.math.top_k`'s rule, the one `retrieval.metrics` uses). Core TensorFlow ops plus
+`retrieval.embeddings` on the same inputs. Index search (`gallery_index`) is exact (matmul +
+top_k; ties: lower gallery index first, `tf.math.top_k`'s rule, the one `retrieval.metrics`
+uses) or an IVF index (`ivf`). Core TensorFlow ops plus
 TF Text's NormalizeUTF8 and CaseFoldUTF8, which TF Serving links in.
 
 Each module names its model, its signatures, its input and the warmup batches TF Serving replays
@@ -30,6 +33,7 @@ import tensorflow as tf
 
 from keras_instance.config import Config
 from keras_instance.data import pipeline
+from keras_instance.export.gallery_index import GalleryIndex
 from keras_instance.export.image_checks import MAX_IMAGE_PIXELS, checked_image_bytes
 from keras_instance.export.layout import SIGNATURE, demo_jpeg
 from keras_instance.model.dual_path import DualPath, shift_sum_embedding, window_embedding
@@ -185,6 +189,11 @@ def text_module(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary) -> 
 # --- top-k indexes over a gallery -------------------------------------------------------------
 
 DEFAULT_K = 10
+K_SPEC = tf.TensorSpec([], tf.int32, name="k")
+TAG_SPEC = tf.TensorSpec([], tf.string, name="tag")
+IDS_SPEC = tf.TensorSpec([None], tf.string, name="ids")
+EMBEDDING_SPEC = tf.TensorSpec([None, None], tf.float32, name="embedding")
+NPROBE_SPEC = tf.TensorSpec([], tf.int32, name="nprobe")
 
 
 def _check_gallery(embeddings: np.ndarray, ids: Sequence[str], dim: int, k: int) -> int:
@@ -197,58 +206,115 @@ def _check_gallery(embeddings: np.ndarray, ids: Sequence[str], dim: int, k: int)
     return min(int(k), len(ids))
 
 
-def _string_variable(values: Sequence[str], name: str) -> tf.Variable:
-    return tf.Variable(tf.constant(list(values), dtype=tf.string), trainable=False, name=name)
+class IndexModule(ExportModule):
+    """A top-k index over a `GalleryIndex` (exact or IVF). Signatures besides serving_default:
+
+    search               {input_name} [N], k int32 (1..max_k), tag string ("" = any), ids
+                         string [M] (allow-list; empty = any; unknown ids match nothing)
+                         → ids, paths, captions, tags (comma-joined) string [N, k], scores [N, k]
+    search_by_embedding  embedding float32 [N, D] (not normalised by the graph), k, tag, ids
+                         → the same outputs
+    embedding_of         ids string [M] → embedding float32 [M, D] (stored rows, dequantised)
+    index_info           no inputs → index ("exact" | "ivf"), storage, size, dim, nlist, nprobe,
+                         max_k
+
+    When fewer than k items match (a restriction, or a gallery smaller than k) the rest of a row
+    is id "" with score -inf. A k outside 1..max_k, an embedding of the wrong width, an unknown
+    tag, an unknown id in embedding_of: InvalidArgumentError naming the value and what is allowed.
+    `search_by_embedding_nprobe` (a saved function, not a served signature) adds `nprobe` int32
+    (0 = the export's) for measuring recall against speed in process.
+    """
+
+    def __init__(self, embeddings, ids, k: int, dim: int, **index_options):
+        super().__init__()
+        embeddings = np.asarray(embeddings, np.float32)
+        self.k = _check_gallery(embeddings, ids, dim, k)
+        self.index = GalleryIndex(embeddings, ids, **index_options)
+
+    def _encode(self, inputs) -> tf.Tensor:
+        raise NotImplementedError
+
+    def _search_embedding(self, embedding, k, tag, ids, nprobe=0):
+        return self.index.search(self.index.checked_embedding(embedding), k, tag, ids, nprobe)
+
+    def _search_inputs(self, inputs, k, tag, ids):
+        return self.index.search(self._encode(inputs), k, tag, ids)
+
+    @tf.function(input_signature=[EMBEDDING_SPEC, K_SPEC, TAG_SPEC, IDS_SPEC])
+    def search_by_embedding(self, embedding, k, tag, ids):
+        return self._search_embedding(embedding, k, tag, ids)
+
+    @tf.function(input_signature=[EMBEDDING_SPEC, K_SPEC, TAG_SPEC, IDS_SPEC, NPROBE_SPEC])
+    def search_by_embedding_nprobe(self, embedding, k, tag, ids, nprobe):
+        return self._search_embedding(embedding, k, tag, ids, nprobe)
+
+    @tf.function(input_signature=[IDS_SPEC])
+    def embedding_of(self, ids):
+        return {"embedding": self.index.embedding_of(ids)}
+
+    @tf.function(input_signature=[])
+    def index_info(self):
+        return self.index.info()
+
+    def _top(self, query) -> dict:
+        """serving_default's search: the export's k, no restriction."""
+        return self.index.search(query, self.k, tf.constant(""), tf.zeros([0], tf.string))
+
+    def signatures(self) -> dict:
+        return {**super().signatures(), "search": self.search,
+                "search_by_embedding": self.search_by_embedding,
+                "embedding_of": self.embedding_of, "index_info": self.index_info}
 
 
-def _search(query: tf.Tensor, gallery: tf.Variable, k: int):
-    """Top-k by dot product; equal scores: lower gallery index first (tf.math.top_k's rule)."""
-    scores = tf.matmul(query, gallery, transpose_b=True)   # [N, G]
-    return tf.math.top_k(scores, k=k, sorted=True)
-
-
-class TextToImageModule(ExportModule):
-    """`serving_default`: sentences [N] → {"ids": [N, k], "scores": [N, k]}."""
+class TextToImageModule(IndexModule):
+    """`serving_default`: sentences [N] → {"ids": [N, k], "scores": [N, k]}; see IndexModule."""
 
     model_name, input_name = TEXT_TO_IMAGE, "sentences"
 
     def __init__(self, text_module: TextEncoderModule, embeddings: np.ndarray,
-                 ids: Sequence[str], k: int = DEFAULT_K):
-        super().__init__()
-        embeddings = np.asarray(embeddings, np.float32)
-        self.k = _check_gallery(embeddings, ids, text_module.embed_dim, k)
+                 ids: Sequence[str], k: int = DEFAULT_K, **index_options):
+        super().__init__(embeddings, ids, k, text_module.embed_dim, **index_options)
         self.text = text_module
-        self.gallery = tf.Variable(embeddings, trainable=False, name="gallery_embeddings")
-        self.ids = _string_variable(ids, "gallery_ids")
+
+    def _encode(self, sentences):
+        return self.text.serve(sentences)["embedding"]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def serve(self, sentences):
-        query = self.text.serve(sentences)["embedding"]
-        top = _search(query, self.gallery, self.k)
-        return {"ids": tf.gather(self.ids, top.indices), "scores": top.values}
+        top = self._top(self._encode(sentences))
+        return {"ids": top["ids"], "scores": top["scores"]}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences"), K_SPEC,
+                                  TAG_SPEC, IDS_SPEC])
+    def search(self, sentences, k, tag, ids):
+        return self._search_inputs(sentences, k, tag, ids)
 
 
-class ImageToTextModule(ExportModule):
-    """`serving_default`: images [N] → {"ids", "captions", "scores"}, each [N, k]."""
+class ImageToTextModule(IndexModule):
+    """`serving_default`: images [N] → {"ids", "captions", "scores"}, each [N, k]; see
+    IndexModule."""
 
     model_name, input_name = IMAGE_TO_TEXT, "images"
 
     def __init__(self, image_module: ImageEncoderModule, embeddings: np.ndarray,
-                 ids: Sequence[str], captions: Sequence[str], k: int = DEFAULT_K):
-        super().__init__()
-        embeddings = np.asarray(embeddings, np.float32)
-        self.k = _check_gallery(embeddings, ids, image_module.embed_dim, k)
+                 ids: Sequence[str], captions: Sequence[str], k: int = DEFAULT_K,
+                 **index_options):
         if len(captions) != len(ids):
             raise ValueError(f"{len(captions)} captions for {len(ids)} caption ids")
+        super().__init__(embeddings, ids, k, image_module.embed_dim, captions=captions,
+                         **index_options)
         self.image = image_module  # decoding, resizing and encoding: the image encoder's own
         self.image_size = image_module.image_size  # warmup images
-        self.gallery = tf.Variable(embeddings, trainable=False, name="gallery_embeddings")
-        self.ids = _string_variable(ids, "caption_ids")
-        self.captions = _string_variable(captions, "captions")
+
+    def _encode(self, images):
+        return self.image.serve(images)["embedding"]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve(self, images):
-        query = self.image.serve(images)["embedding"]
-        top = _search(query, self.gallery, self.k)
-        return {"ids": tf.gather(self.ids, top.indices),
-                "captions": tf.gather(self.captions, top.indices), "scores": top.values}
+        top = self._top(self._encode(images))
+        return {"ids": top["ids"], "captions": top["captions"], "scores": top["scores"]}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images"), K_SPEC,
+                                  TAG_SPEC, IDS_SPEC])
+    def search(self, images, k, tag, ids):
+        return self._search_inputs(images, k, tag, ids)
