@@ -12,11 +12,12 @@ from conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "keras_instance")
 LOWER = ["config", "text", "data", "model", "run_folder", "retrieval", "training", "export",
-         "reports"]
+         "reports", "embedding"]
 MAY_IMPORT = {
     "cli": set(LOWER) | {"cli"},
     "reports": {"retrieval", "run_folder", "model", "data", "text", "config"},
     "export": {"retrieval", "run_folder", "model", "data", "text", "config"},
+    "embedding": {"export", "retrieval", "run_folder", "model", "data", "text", "config"},
     "training": {"run_folder", "model", "data", "text", "config"},
     "retrieval": {"run_folder", "model", "data", "text", "config"},
     "run_folder": {"model", "text", "config"},
