@@ -8,6 +8,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
 
+from serving.standin.quiet_tensorflow import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # before main imports it: no cuInit E-line, no start-up noise
+
 from serving.standin.main import run  # noqa: E402
 
 if __name__ == "__main__":

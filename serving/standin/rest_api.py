@@ -67,6 +67,16 @@ class RestApi:
                  max_body_mb: int = 256):
         self.registry, self.metrics, self.max_body_mb = registry, metrics, max_body_mb
 
+    def counted_as(self, call: HttpCall) -> tuple[str, str]:
+        """(api, model name) under which the metrics count this request: a model route as its
+        gRPC counterpart ("predict", "metadata", "status", ...) with the model of its path, so a
+        model's requests add up whichever API they came through; anything else as "rest"."""
+        match = MODEL_PATH.match(call.path.split("?", 1)[0])
+        if not match:
+            return "rest", ""
+        suffix = match["suffix"] or ""
+        return ROUTE_APIS.get(suffix, "rest"), match["name"]
+
     def answer(self, call: HttpCall) -> Reply:
         """The route's reply; ServingError when the request can't be served."""
         path = call.path.split("?", 1)[0]
@@ -138,6 +148,9 @@ class RestApi:
 FIXED_ROUTES: dict[tuple[str, str], Callable] = {
     ("GET", PROMETHEUS_PATH): RestApi.prometheus_metrics,
 }
+# Suffix after /v1/models/NAME[...] → the api label of its requests in the metrics.
+ROUTE_APIS = {"": "status", "/metadata": "metadata", ":predict": "predict",
+              ":classify": "classify", ":regress": "regress"}
 # (method, suffix after /v1/models/NAME[/versions/V|/labels/L]) → route.
 MODEL_ROUTES: dict[tuple[str, str], Callable] = {
     ("GET", ""): RestApi.model_status,
@@ -166,7 +179,8 @@ def make_rest_handler(api: RestApi):
 
         def _handle(self, method: str):
             call = HttpCall(method, self.path, self.headers, self.rfile)
-            reply, error = run_request(lambda: api.answer(call), api.metrics, "rest", "",
+            counted, model = api.counted_as(call)
+            reply, error = run_request(lambda: api.answer(call), api.metrics, counted, model,
                                        f"{method} {self.path.split('?', 1)[0][:200]}")
             if error is not None:
                 if method == "POST":  # the body may be unread: don't reuse the connection

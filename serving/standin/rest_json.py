@@ -27,6 +27,13 @@ def predict_request(loaded: LoadedVersion, body: dict, signature_name: str):
                                "Not allowed to have both 'inputs' and 'instances' keys")
     columns: dict[str, object] = {}
     if has_instances:
+        scalars = sorted(name for name, spec in specs.items() if spec.shape.rank == 0)
+        if scalars:  # TF Serving batches every input of a row: a scalar cannot be sent so
+            raise invalid_argument(
+                f"signature '{signature_name}' takes scalar inputs {braced(scalars)}, which the "
+                f"row format ('instances') cannot send: it batches every input. Send the "
+                f"columnar form, {{\"signature_name\": \"{signature_name}\", \"inputs\": "
+                f"{{...}}}}, with each input named")
         instances = body["instances"]
         if not isinstance(instances, list):
             raise invalid_argument("'instances' must be a list")
