@@ -10,10 +10,13 @@ The index models (`text_to_image`: sentences → images, `image_to_text`: images
 beside `serving_default` (a fixed k, kept for older clients), three signatures:
 
     search               sentences | images string[N], k int32 scalar, tag string scalar ("": no
-                         restriction), ids string[M] (allow-list; empty: all) [, nprobe int32]
+                         restriction), ids string[M] (allow-list; empty: all; unknown ids
+                         match nothing) [, nprobe int32]
                          → ids, scores, paths, captions, tags, each [N, k]
     search_by_embedding  embedding float32[N, D], k, tag, ids [, nprobe] → the same outputs
     embedding_of         ids string[M] → embedding float32[M, D] (the gallery's stored rows)
+    index_info           no inputs → index ("exact" | "ivf"), storage, size, dim, nlist,
+                         nprobe, max_k
 
 A query with fewer matches than k is padded with id "" and score -inf; the hits here leave the
 padding out. `tags` is comma-joined in the graph and a tuple here. Which inputs a signature takes
@@ -37,6 +40,7 @@ from serving import rpc
 from serving.constants import DEFAULT_SIGNATURE
 
 SEARCH, SEARCH_BY_EMBEDDING, EMBEDDING_OF = "search", "search_by_embedding", "embedding_of"
+INDEX_INFO = "index_info"
 TEXT_TO_IMAGE, IMAGE_TO_TEXT = "text_to_image", "image_to_text"
 TEXT_ENCODER, IMAGE_ENCODER = "text_encoder", "image_encoder"
 # Inputs of search / search_by_embedding besides the query itself, and the values meaning "no
@@ -290,6 +294,16 @@ class SearchClient:
         return self._embed(self.image_encoder, DEFAULT_SIGNATURE, {"images": values}, version,
                            label)
 
+    def index_info(self, gallery_model: str | None = None, *, version: int | None = None,
+                   label: str | None = None) -> dict:
+        """What the index is (its `index_info` signature): {"index": "exact" | "ivf",
+        "storage", "size", "dim", "nlist", "nprobe", "max_k"} as Python values."""
+        model = gallery_model or self.text_model
+        self._signature(model, INDEX_INFO, version, label)
+        outputs, _, _ = self._call(model, INDEX_INFO, {}, version, label)
+        return {name: (_text(a.item()) if a.dtype == object else a.item())
+                for name, a in sorted(outputs.items()) if a.size == 1}
+
     def signatures(self, model: str, version: int | None = None,
                    label: str | None = None) -> dict:
         """{signature name: SignatureDef} of the served model (GetModelMetadata, cached)."""
@@ -312,8 +326,9 @@ class SearchClient:
             have = ", ".join(sorted(s for s in signatures if not s.startswith("__")))
             raise UnsupportedError(
                 f"model '{model}' version {served} on {self.server} has no '{name}' signature "
-                f"(it has {have or 'none'}): an index exported before per-request k, tags, id "
-                f"lists and embedding queries; export it again with keras_instance.cli.index")
+                f"(it has {have or 'none'}): not an index model, or one exported before "
+                f"per-request k, tags, id lists and embedding queries (export it again with "
+                f"keras_instance.cli.index)")
         return signatures[name], signatures
 
     def _query(self, model, signature_name, query_name, query, labels, k, tag, ids, nprobe,
@@ -344,8 +359,8 @@ class SearchClient:
             if name in names:
                 inputs[name] = value
             elif given:
-                why = (": it searches exactly (nprobe applies to an approximate index)"
-                       if name == "nprobe" else "")
+                why = (" (an exact index has none; an approximate one without it scans the "
+                       "lists its export set)" if name == "nprobe" else "")
                 raise UnsupportedError(f"model '{model}' signature '{signature_name}' has no "
                                        f"'{name}' input{why}")
         unknown = names - set(inputs)

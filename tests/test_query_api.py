@@ -140,6 +140,7 @@ class Index(tf.Module):
                                  *controls])
         self.serve = tf.function(lambda q: self._default(self._encode(q)),
                                  input_signature=[query])
+        self.index_info = tf.function(self._index_info, input_signature=[])
         self.embedding_of = tf.function(self._embedding_of,
                                         input_signature=[tf.TensorSpec([None], tf.string,
                                                                        name="ids")])
@@ -147,7 +148,7 @@ class Index(tf.Module):
     def signatures(self):
         return {"serving_default": self.serve, "search": self.search,
                 "search_by_embedding": self.search_by_embedding,
-                "embedding_of": self.embedding_of}
+                "embedding_of": self.embedding_of, "index_info": self.index_info}
 
     def _encode(self, queries):
         return self.encoder.serve(queries)["embedding"]
@@ -176,7 +177,7 @@ class Index(tf.Module):
                      "': the gallery's tags are ", tf.strings.reduce_join(self.known_tags,
                                                                           separator=", "))
         allowed = tf.reduce_any(self.membership & is_tag[:, None], axis=0) | tf.equal(tag, "")
-        _, equal = self._positions(ids)
+        equal = tf.equal(ids[:, None], self.ids[None, :])  # unknown ids match nothing
         allowed &= tf.reduce_any(equal, axis=0) | tf.equal(tf.size(ids), 0)
         scores = tf.matmul(embedding, self.gallery, transpose_b=True)
         scores = tf.where(allowed[None, :], scores, -np.inf)
@@ -198,6 +199,11 @@ class Index(tf.Module):
     def _embedding_of(self, ids):
         positions, _ = self._positions(ids)
         return {"embedding": tf.gather(self.gallery, positions)}
+
+    def _index_info(self):
+        return {"index": tf.constant("exact"), "storage": tf.constant("float32"),
+                "size": tf.size(self.ids, out_type=tf.int64), "dim": tf.constant(DIM),
+                "nlist": tf.constant(1), "nprobe": tf.constant(1), "max_k": tf.constant(K_MAX)}
 
 
 class OldIndex(tf.Module):
@@ -352,6 +358,12 @@ def test_tag_and_id_restrictions(server):
     hits = api.text_search("a blue cat", k=5, tag="green", ids=allowed).hits[0]
     assert [h.id for h in hits] == ["img05"]
     assert api.text_search("a blue cat", k=5, tag="cat", ids=["img00"]).hits == [[]]
+    # An id the gallery lacks matches nothing (as the index models do), it is not an error.
+    assert [h.id for h in api.text_search("x", k=3, ids=["img01", "nope"]).hits[0]] == ["img01"]
+    assert api.index_info() == {"index": "exact", "storage": "float32", "size": 12,
+                                "dim": DIM, "nlist": 1, "nprobe": 1, "max_k": K_MAX}
+    with pytest.raises(UnsupportedError, match="'old_index' .* no 'index_info' signature"):
+        api.index_info("old_index")
 
 
 def test_image_search_and_nprobe(server, tmp_path):
@@ -376,7 +388,7 @@ def test_image_search_and_nprobe(server, tmp_path):
     assert f"nprobe must be between 0 and {NPROBE_MAX} (the index's lists), got 5" in \
         info.value.details
     # text_to_image is exact: asking it for nprobe is refused before anything is sent.
-    with pytest.raises(UnsupportedError, match="has no 'nprobe' input: it searches exactly"):
+    with pytest.raises(UnsupportedError, match=r"has no 'nprobe' input \(an exact index"):
         api.text_search("x", k=2, nprobe=2)
 
 
@@ -415,7 +427,6 @@ def test_bad_requests_are_invalid_argument_with_the_servers_message(server):
          "input 'embedding': shape [1, 5] is incompatible"),
         (lambda: api.text_search("x", k=2, tag="purple"),
          "unknown tag 'purple': the gallery's tags are blue, cat, dog, green, red"),
-        (lambda: api.text_search("x", k=2, ids=["img01", "nope"]), "unknown id 'nope'"),
         (lambda: api.more_like_this("nope"), "unknown id 'nope': not in the gallery"),
     ]
     for call, message in cases:
@@ -428,7 +439,7 @@ def test_bad_requests_are_invalid_argument_with_the_servers_message(server):
         assert "\n" not in error.message
         assert_serving(server)
     with pytest.raises(UnsupportedError, match="'old_index' version 1 .* has no 'search' "
-                                               "signature .*keras_instance.cli.index"):
+                                               "signature .*not an index model"):
         api.text_search("x", k=2, model="old_index")
     with pytest.raises(ValueError, match="NaN or infinite"):
         api.embedding_search([np.nan] * DIM)
@@ -536,9 +547,8 @@ def test_client_program_errors_are_one_line(server, tmp_path):
         "input 'embedding': shape [1, 3] is incompatible",
         ("--text=x", "--tag=purple"): "unknown tag 'purple': the gallery's tags are blue, cat",
         ("--like=nope",): rejected + "'text_to_image': unknown id 'nope': not in the gallery",
-        ("--text=x", "--ids=img01,nope"): "unknown id 'nope'",
         ("--text=x", "--nprobe=1"): "error: model 'text_to_image' signature 'search' has no "
-                                    "'nprobe' input: it searches exactly",
+                                    "'nprobe' input (an exact index has none",
         ("--text=x", "--k=2", "--model=old_index"): "error: model 'old_index' version 1 on "
                                                     f"{address} has no 'search' signature",
     }
