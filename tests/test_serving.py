@@ -561,6 +561,9 @@ def test_client_command_line(server):
     assert '--text "a dog runs on the grass"            # text_to_image' in usage.stdout
     assert "--embed                   # text_encoder" in usage.stdout
     assert "--status" in usage.stdout and "--metadata" in usage.stdout
+    for flag in ("--k", "--tag", "--ids", "--nprobe", "--embedding", "--like", "--[no]json"):
+        assert f"  {flag}:" in usage.stdout, flag
+    assert "--like img_0042 --k 5" in usage.stdout
 
 
 # ----------------------------------------------------------------------------- REST

@@ -7,6 +7,7 @@ with the same protos (tensorflow-serving-api), so `serving.client`, tests and be
 unchanged against either. One concept per module:
 
     main.py             flags, startup (load, then listen), shutdown; `__main__.py` runs it
+    quiet_tensorflow.py TensorFlow imported first, without its start-up noise (cuInit E-line)
     model_config.py     models.config: read, checked, container base paths mapped to this host
     version_folders.py  integer version folders on disk, complete ones only
     loaded_version.py   one loaded SavedModel version: Predict with checked inputs, warmup replay
@@ -42,7 +43,8 @@ What it does, as TF Serving does it:
   CODE: message`. Native stderr (libjpeg's "Unsupported marker type 0x14" while decoding a corrupt
   JPEG, TF C++ logs) is printed with the request that was running (`--noannotate_native_stderr`
   leaves it raw).
-* REST (`--rest_port`): the routes in rest_api.py.
+* REST (`--rest_port`): the routes in rest_api.py; metrics count a REST request under its model
+  and the gRPC name of its route.
 
 Not implemented: server-side batching (`--enable_batching` belongs to tensorflow/serving),
 Classify/Regress/MultiInference, SessionService, custom model platforms.
