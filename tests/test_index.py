@@ -16,8 +16,9 @@ from conftest import ROOT, run_program
 from google.protobuf import text_format
 from test_export import ALLOWED_INTERNAL_OPS, ALLOWED_TF_TEXT_OPS, graph_ops
 
-from keras_instance.export import galleries, layout, publish
+from keras_instance.export import galleries, gallery_index, layout, publish
 from keras_instance.export import modules as serving_export
+from keras_instance.retrieval import embedding_shards
 from keras_instance.retrieval import embeddings as evaluation
 from keras_instance.text import tokenizer as text
 
@@ -84,9 +85,9 @@ def assert_same_top_k(got_ids, got_scores, gallery_ids, query_emb, gallery_emb, 
     return order
 
 
-def load_index(exports, name, version=1):
+def load_index(exports, name, version=1, signature="serving_default"):
     return tf.saved_model.load(os.path.join(exports, name, str(version))) \
-        .signatures["serving_default"]
+        .signatures[signature]
 
 
 # ----------------------------------------------------------------------------- in process
@@ -129,10 +130,12 @@ def test_models_config_lists_all_four(indexed):
 
 
 def test_index_ops_are_core_or_tf_serving_tf_text(indexed):
+    """Every function of the index graphs (serving_default, search, search_by_embedding,
+    embedding_of, index_info) is checked; an IVF index's below (from shards)."""
     core = set(dir(tf.raw_ops))
     for name in publish.INDEX_MODELS:
         ops = graph_ops(os.path.join(indexed["exports"], name, "1"))
-        assert {"MatMul", "TopKV2"} <= ops
+        assert {"MatMul", "TopKV2", "LowerBound", "StringToHashBucketFast"} <= ops
         outside = sorted(op for op in ops
                          if op not in core | ALLOWED_INTERNAL_OPS | ALLOWED_TF_TEXT_OPS)
         assert not outside, f"{name} uses ops outside the allow-list: {outside}"
@@ -201,6 +204,176 @@ def test_folder_gallery_and_arguments(indexed, tmp_path):
             galleries.GallerySpec.parse(bad)
     with pytest.raises(ValueError, match="k must be"):
         publish.build_index(*args, k=0, caption_split="test")
+
+
+def test_search_signatures_of_the_split_index(indexed):
+    """search = serving_default at the same k, plus metadata; search_by_embedding with the
+    sentences' embeddings = search; an id allow-list; errors of the loaded signatures."""
+    d = indexed
+    path = os.path.join(d["exports"], "text_to_image", "1")
+    signatures = tf.saved_model.load(path).signatures
+    assert {"search", "search_by_embedding", "embedding_of", "index_info"} <= set(signatures)
+    sentences = tf.constant(d["captions"][:8])
+    none = dict(tag=tf.constant(""), ids=tf.constant([], tf.string))
+    top = signatures["serving_default"](sentences=sentences)
+    out = signatures["search"](sentences=sentences, k=tf.constant(K), **none)
+    assert set(out) == {"ids", "scores", "paths", "captions", "tags"}
+    np.testing.assert_array_equal(out["ids"].numpy(), top["ids"].numpy())
+    np.testing.assert_allclose(out["scores"].numpy(), top["scores"].numpy(), rtol=0, atol=ATOL)
+    records = {r.image_id: r for r in d["test"]}
+    for q in range(8):
+        for r in range(K):
+            record = records[out["ids"].numpy()[q, r].decode()]
+            assert out["captions"].numpy()[q, r].decode() == " | ".join(record.captions)
+            assert out["paths"].numpy()[q, r].decode() == os.path.relpath(
+                record.image_path, d["config"].data.data_dir)
+    by_embedding = signatures["search_by_embedding"](
+        embedding=tf.constant(d["caption_emb"][:8]), k=tf.constant(len(d["image_ids"]) + 3),
+        **none)
+    got = by_embedding["ids"].numpy()
+    assert (got[:, -3:] == b"").all() and np.isneginf(by_embedding["scores"].numpy()[:, -3:]).all()
+    assert_same_top_k(got[:, :K], by_embedding["scores"].numpy()[:, :K], d["image_ids"],
+                      d["caption_emb"][:8], d["image_emb"], K)
+    allowed = d["image_ids"][1::3]
+    out = signatures["search_by_embedding"](embedding=tf.constant(d["caption_emb"][:8]),
+                                            k=tf.constant(len(allowed)), tag=tf.constant(""),
+                                            ids=tf.constant(allowed))
+    rows = [d["image_ids"].index(i) for i in allowed]
+    assert_same_top_k(out["ids"].numpy(), out["scores"].numpy(), allowed,
+                      d["caption_emb"][:8], d["image_emb"][rows], len(allowed))
+    np.testing.assert_allclose(signatures["embedding_of"](ids=tf.constant(allowed))[
+        "embedding"].numpy(), d["image_emb"][rows], rtol=0, atol=ATOL)
+    info = signatures["index_info"]()
+    assert info["index"].numpy() == b"exact" and info["size"].numpy() == len(d["image_ids"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k = 101 is outside the allowed "
+                                                             "range 1..100"):
+        signatures["search"](sentences=sentences, k=tf.constant(101), **none)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown tag: red; the tags of "
+                                                             "this gallery are: none"):
+        signatures["search"](sentences=sentences, k=tf.constant(3), tag=tf.constant("red"),
+                             ids=none["ids"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="embedding has 3 values per row"):
+        signatures["search_by_embedding"](embedding=tf.zeros([1, 3]), k=tf.constant(3), **none)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown id: nobody"):
+        signatures["embedding_of"](ids=tf.constant(["nobody"]))
+
+    i2t = tf.saved_model.load(os.path.join(d["exports"], "image_to_text", "1")).signatures
+    images = tf.constant([open(p, "rb").read() for p in d["paths"][:2]])
+    out = i2t["search"](images=images, k=tf.constant(4), **none)
+    assert_same_top_k(out["ids"].numpy(), out["scores"].numpy(), d["caption_ids"],
+                      d["image_emb"][:2], d["caption_emb"], 4)
+    by_id = dict(zip(d["caption_ids"], d["captions"]))
+    for q in range(2):
+        for r in range(4):
+            caption_id = out["ids"].numpy()[q, r].decode()
+            assert out["captions"].numpy()[q, r].decode() == by_id[caption_id]
+            owner = records[caption_id.split("#")[0]]
+            assert out["paths"].numpy()[q, r].decode() == os.path.relpath(
+                owner.image_path, d["config"].data.data_dir)
+
+
+def shard_table(embeddings, ids, kind, tags=None, fingerprint="run-1"):
+    return embedding_shards.EmbeddingTable(
+        np.asarray(embeddings, np.float32), list(ids), [f"photos/{i}.png" for i in ids],
+        [f"caption of {i}" for i in ids], tags or [[] for _ in ids], kind,
+        {"feature": "embedding", "encoder": {"fingerprint": fingerprint, "description": "t"},
+         "source": {"description": "test"}})
+
+
+def files_of(folder):
+    out = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out
+
+
+def test_index_from_shards_then_add_and_remove_encoding_nothing(indexed, tmp_path, monkeypatch):
+    d = indexed
+    config = d["config"]
+    tags = [["test", "even" if i % 2 == 0 else "odd"] for i in range(len(d["image_ids"]))]
+    images = embedding_shards.write_table(str(tmp_path / "images"), shard_table(
+        d["image_emb"], d["image_ids"], "image", tags), chunk_size=5)
+    captions = embedding_shards.write_table(str(tmp_path / "captions"), shard_table(
+        d["caption_emb"], d["caption_ids"], "caption"), chunk_size=16)
+    exports = str(tmp_path / "exports")
+    out = run_program("keras_instance.cli.index", f"--workdir={config.workdir}",
+                      f"--export_dir={exports}", f"--shards={images},{captions}", f"--k={K}",
+                      "--max_k=20", "--index=ivf", "--nlist=3", "--nprobe=3")
+    assert "indexed as version 1" in out.stdout, out.stdout
+    assert "text_to_image: IVF index over 12 rows (float32): 3 lists, nprobe 3" in out.stdout
+    core = set(dir(tf.raw_ops))
+    for name in publish.INDEX_MODELS:
+        ops = graph_ops(os.path.join(exports, name, "1"))
+        assert "RaggedRange" in ops
+        outside = sorted(op for op in ops
+                         if op not in core | ALLOWED_INTERNAL_OPS | ALLOWED_TF_TEXT_OPS)
+        assert not outside, f"{name} uses ops outside the allow-list: {outside}"
+    t2i = tf.saved_model.load(os.path.join(exports, "text_to_image", "1")).signatures
+    top = t2i["serving_default"](sentences=tf.constant(d["captions"]))
+    assert_same_top_k(top["ids"].numpy(), top["scores"].numpy(), d["image_ids"],
+                      d["caption_emb"], d["image_emb"], K)
+    even = t2i["search"](sentences=tf.constant(d["captions"][:4]), k=tf.constant(20),
+                         tag=tf.constant("even"), ids=tf.constant([], tf.string))
+    want_even = {i for n, i in enumerate(d["image_ids"]) if n % 2 == 0}
+    got_even = {i.decode() for i in even["ids"].numpy().ravel() if i}
+    assert got_even == want_even and (even["tags"].numpy()[:, 0] == b"test,even").all()
+
+    # version 2: encoders and embedding calls forbidden
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an add must encode nothing")
+    for target, name in ((publish, "embed_image_gallery"), (publish, "embed_caption_gallery"),
+                         (evaluation, "config_image_embeddings"),
+                         (evaluation, "config_token_embeddings"),
+                         (evaluation, "embed_images"), (evaluation, "embed_token_ids")):
+        monkeypatch.setattr(target, name, forbidden)
+    rng = np.random.default_rng(5)
+    new_rows = rng.standard_normal((3, d["image_emb"].shape[1])).astype(np.float32)
+    new_rows /= np.linalg.norm(new_rows, axis=1, keepdims=True)
+    new_ids = ["new-a", "new-b", "new-c"]
+    added = embedding_shards.write_table(str(tmp_path / "more"), shard_table(
+        new_rows, new_ids, "image", [["new"]] * 3), chunk_size=2)
+    removed = [d["image_ids"][2], d["image_ids"][5], d["caption_ids"][0]]
+    (tmp_path / "gone.txt").write_text("\n".join(removed) + "\n")
+    before = {m: files_of(os.path.join(exports, m, "1")) for m in publish.INDEX_MODELS}
+    from keras_instance.cli import index as index_program
+    assert index_program.removal_ids(str(tmp_path / "gone.txt")) == removed
+    result = publish.update_index(config, d["dual"], d["vocab"], exports, [added], removed,
+                                  log=lambda s: None)
+    assert result["version"] == 2 and result["k_text_to_image"] == K
+    for m in publish.INDEX_MODELS:  # version 1 untouched, version 2 beside it
+        assert files_of(os.path.join(exports, m, "1")) == before[m]
+        assert layout.existing_versions(os.path.join(exports, m)) == [1, 2]
+    v2 = gallery_index.read_gallery(os.path.join(exports, "text_to_image", "2"))
+    kept = [i for i in d["image_ids"] if i not in removed]
+    assert v2["ids"] == kept + new_ids
+    rows = [d["image_ids"].index(i) for i in kept]
+    np.testing.assert_array_equal(v2["embeddings"], np.concatenate([d["image_emb"][rows],
+                                                                    new_rows]))
+    assert v2["tags"][-1] == ["new"] and v2["header"]["index_options"]["max_k"] == 20
+    c2 = gallery_index.read_gallery(os.path.join(exports, "image_to_text", "2"))
+    assert c2["ids"] == d["caption_ids"][1:]
+    t2i = tf.saved_model.load(os.path.join(exports, "text_to_image", "2")).signatures
+    out = t2i["search_by_embedding"](embedding=tf.constant(new_rows), k=tf.constant(2),
+                                     tag=tf.constant(""), ids=tf.constant([], tf.string))
+    assert [r[0].decode() for r in out["ids"].numpy()] == new_ids
+    np.testing.assert_allclose(out["scores"].numpy()[:, 0], 1.0, atol=1e-5)
+    assert t2i["index_info"]()["max_k"].numpy() == 20
+
+    with pytest.raises(ValueError, match="already in the index: new-a"):
+        publish.update_index(config, d["dual"], d["vocab"], exports, [added], [],
+                             log=lambda s: None)
+    with pytest.raises(ValueError, match="in no index"):
+        publish.update_index(config, d["dual"], d["vocab"], exports, [], ["ghost"],
+                             log=lambda s: None)
+    other = embedding_shards.write_table(str(tmp_path / "other"), shard_table(
+        new_rows[:1], ["x"], "image", fingerprint="run-2"))
+    with pytest.raises(ValueError, match="another encoder"):
+        publish.update_index(config, d["dual"], d["vocab"], exports, [other], [],
+                             log=lambda s: None)
+    assert layout.existing_versions(os.path.join(exports, "text_to_image")) == [1, 2]
 
 
 # ----------------------------------------------------------------------------- end to end

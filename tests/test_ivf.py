@@ -203,7 +203,8 @@ def test_errors_from_the_loaded_signatures(saved):
                        match="unknown tag: blue; the tags of this gallery are: even, odd, rare"):
         by_embedding(embedding=query, **{**args, "tag": tf.constant("blue")})
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"unknown id: ghost, spook \(not among the 3000 items of this gallery\)"):
+                       match=r"unknown id: ghost, spook \(not among the 3000 items of "
+                             r"this gallery\)"):
         embedding_of(ids=tf.constant([IDS[0], "ghost", "spook"]))
     rows = embedding_of(ids=tf.constant([IDS[42], IDS[7]]))["embedding"].numpy()
     np.testing.assert_array_equal(rows, GALLERY[[42, 7]])

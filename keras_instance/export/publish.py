@@ -3,10 +3,18 @@ and models.config listing everything there.
 
 Both pairs share a version number across their two models, chosen (default: the next free one)
 and checked free for both before anything is written.
+
+An index gallery comes from embedding shards (`--shards`: image shards → text_to_image, caption
+shards → image_to_text; nothing is encoded), or from a split or folder embedded in memory
+(`--gallery`). `update_index` writes version N+1 of an index from its version N: N's rows read
+back from N's checkpoint (`gallery_index.read_gallery`), minus the removed ids, then the added
+shards' rows, in that order; N itself is left as it is (TF Serving moves to N+1 by itself).
 """
 from __future__ import annotations
 
 from typing import Sequence
+
+import numpy as np
 
 from keras_instance.config import Config
 from keras_instance.export import layout
@@ -17,6 +25,7 @@ from keras_instance.export.galleries import (
     embed_image_gallery,
     image_gallery,
 )
+from keras_instance.export.gallery_index import read_gallery
 from keras_instance.export.modules import (
     DEFAULT_K,
     IMAGE_MODEL,
@@ -29,9 +38,13 @@ from keras_instance.export.modules import (
     text_module,
 )
 from keras_instance.model.dual_path import DualPath
+from keras_instance.retrieval.embedding_shards import EmbeddingTable, read_shards
 from keras_instance.text import tokenizer
 
 INDEX_MODELS = (TEXT_TO_IMAGE, IMAGE_TO_TEXT)
+MODEL_OF_KIND = {"image": TEXT_TO_IMAGE, "caption": IMAGE_TO_TEXT}
+# --index/--storage/--nlist/--nprobe/--max_k; kept in the index's header for its next version.
+INDEX_OPTION_NAMES = ("index", "storage", "nlist", "nprobe", "max_k")
 
 
 def export_encoders(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, export_dir: str,
@@ -45,49 +58,201 @@ def export_encoders(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary,
             "models_config": layout.write_models_config(export_dir, base_path)}
 
 
-def build_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, export_dir: str,
-                gallery: str | GallerySpec, records=None, k: int = DEFAULT_K,
-                version: int | None = None, caption_split: str | None = None,
-                models: Sequence[str] = INDEX_MODELS,
-                base_path: str = layout.CONTAINER_BASE_PATH, log=print) -> dict:
-    """Write the chosen index models as version `version` (default: next free) + models.config.
-
-    `records` (the run's dataset) is needed for `split:` galleries and for image_to_text's
-    captions; those come from `caption_split`, by default the gallery's split.
-    """
-    spec = gallery if isinstance(gallery, GallerySpec) else GallerySpec.parse(gallery)
+def _checked_models(models: Sequence[str]) -> list[str]:
     models = list(dict.fromkeys(models))
     unknown = [m for m in models if m not in INDEX_MODELS]
     if unknown or not models:
         raise ValueError(f"index models {unknown or models}: choose from {', '.join(INDEX_MODELS)}")
-    if IMAGE_TO_TEXT in models and caption_split is None:
-        if spec.kind == "folder":
-            raise ValueError("image_to_text needs captions: a folder gallery holds images only, "
-                             "so pass --caption_split=<train|val|test> (or --models="
-                             "text_to_image)")
-        caption_split = spec.value
-    if records is None and (spec.kind == "split" or IMAGE_TO_TEXT in models):
-        raise ValueError("this gallery needs the dataset's records")
+    return models
+
+
+def _save_index(config, dual, vocab, export_dir, version, model, table: EmbeddingTable, k,
+                options: dict, log) -> tuple[str, int]:
+    """One index model over `table` as `version`; the options go into its header."""
+    options = {n: v for n, v in options.items() if n in INDEX_OPTION_NAMES and v is not None}
+    header = dict(table.header, index_options=dict(options, k=int(k)))
+    common = dict(paths=table.paths, tags=table.tags, header=header, **options)
+    if model == TEXT_TO_IMAGE:
+        module = TextToImageModule(text_module(config, dual, vocab), table.embeddings, table.ids,
+                                   k, captions=table.captions, **common)
+    else:
+        module = ImageToTextModule(image_module(config, dual), table.embeddings, table.ids,
+                                   table.captions, k, **common)
+    path = layout.save(module, export_dir, version)
+    log(f"{model}: {module.index.describe()}, top-{module.k} by default, k up to "
+        f"{module.index.max_k} per request")
+    return path, module.k
+
+
+def _tables_from_shards(shards: Sequence[str]) -> dict[str, EmbeddingTable]:
+    """{model: table} from shard folders, folders of one kind read together."""
+    tables = [read_shards(folder) for folder in shards]
+    by_model = {}
+    for kind, model in MODEL_OF_KIND.items():
+        folders = [f for f, t in zip(shards, tables) if t.kind == kind]
+        if folders:
+            by_model[model] = (tables[shards.index(folders[0])] if len(folders) == 1
+                               else read_shards(folders))
+    return by_model
+
+
+def _in_memory_tables(config, dual, vocab, spec: GallerySpec, records, caption_split, models):
+    header = {"dim": None, "feature": config.test.test_feature, "source": f"{spec.kind}:"
+              f"{spec.value}", "encoder": {"fingerprint": "", "description": config.workdir}}
+    tables = {}
+    if TEXT_TO_IMAGE in models:
+        g = embed_image_gallery(config, dual, image_gallery(spec, records, config.data.data_dir))
+        tables[TEXT_TO_IMAGE] = EmbeddingTable(g.embeddings, g.ids, g.shown_paths, g.captions,
+                                               [[] for _ in g.ids], "image",
+                                               dict(header, dim=g.embeddings.shape[1]))
+    if IMAGE_TO_TEXT in models:
+        g = embed_caption_gallery(config, dual, vocab, caption_gallery(records, caption_split,
+                                                                       config.data.data_dir))
+        tables[IMAGE_TO_TEXT] = EmbeddingTable(
+            g.embeddings, g.ids, g.paths, g.captions, [[] for _ in g.ids], "caption",
+            dict(header, dim=g.embeddings.shape[1], source=f"split:{caption_split} captions"))
+    return tables
+
+
+def build_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, export_dir: str,
+                gallery: str | GallerySpec | None = None, records=None, k: int = DEFAULT_K,
+                version: int | None = None, caption_split: str | None = None,
+                models: Sequence[str] = INDEX_MODELS,
+                base_path: str = layout.CONTAINER_BASE_PATH, log=print,
+                shards: Sequence[str] = (), **index_options) -> dict:
+    """Write the chosen index models as version `version` (default: next free) + models.config.
+
+    From `shards` (embedding shard folders; the models are those of the shards' kinds, of
+    `models`), or from `gallery`: `records` (the run's dataset) is needed for `split:` galleries
+    and for image_to_text's captions, which come from `caption_split` (default: the gallery's
+    split). `index_options`: index, storage, nlist, nprobe, max_k (`GalleryIndex`).
+    """
+    models = _checked_models(models)
     if int(k) < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if bool(shards) == (gallery is not None):
+        raise ValueError("give either embedding shards (--shards) or a gallery (--gallery)")
+    if shards:
+        tables = {m: t for m, t in _tables_from_shards(list(shards)).items() if m in models}
+        if not tables:
+            raise ValueError(f"no shards of the kinds {', '.join(models)} need among "
+                             f"{', '.join(shards)} (image shards → {TEXT_TO_IMAGE}, caption "
+                             f"shards → {IMAGE_TO_TEXT})")
+        models = [m for m in models if m in tables]
+    else:
+        spec = gallery if isinstance(gallery, GallerySpec) else GallerySpec.parse(gallery)
+        if IMAGE_TO_TEXT in models and caption_split is None:
+            if spec.kind == "folder":
+                raise ValueError("image_to_text needs captions: a folder gallery holds images "
+                                 "only, so pass --caption_split=<train|val|test> (or --models="
+                                 "text_to_image)")
+            caption_split = spec.value
+        if records is None and (spec.kind == "split" or IMAGE_TO_TEXT in models):
+            raise ValueError("this gallery needs the dataset's records")
+        tables = None
     version = layout.claim_version(export_dir, models, version)
+    if tables is None:
+        tables = _in_memory_tables(config, dual, vocab, spec, records, caption_split, models)
 
     result = {"version": version}
-    if TEXT_TO_IMAGE in models:
-        images = embed_image_gallery(config, dual, image_gallery(spec, records))
-        module = TextToImageModule(text_module(config, dual, vocab), images.embeddings,
-                                   images.ids, k)
-        result[TEXT_TO_IMAGE] = layout.save(module, export_dir, version)
-        result["num_images"], result["k_" + TEXT_TO_IMAGE] = len(images.ids), module.k
-        log(f"{TEXT_TO_IMAGE}: {len(images.ids)} gallery images, top-{module.k}")
-    if IMAGE_TO_TEXT in models:
-        captions = embed_caption_gallery(config, dual, vocab,
-                                         caption_gallery(records, caption_split))
-        module = ImageToTextModule(image_module(config, dual), captions.embeddings,
-                                   captions.ids, captions.captions, k)
-        result[IMAGE_TO_TEXT] = layout.save(module, export_dir, version)
-        result["num_captions"], result["k_" + IMAGE_TO_TEXT] = len(captions.ids), module.k
-        log(f"{IMAGE_TO_TEXT}: {len(captions.ids)} gallery captions ({caption_split} split), "
-            f"top-{module.k}")
+    for model in models:
+        table = tables[model]
+        result[model], result["k_" + model] = _save_index(
+            config, dual, vocab, export_dir, version, model, table, k, index_options, log)
+        result["num_" + ("images" if model == TEXT_TO_IMAGE else "captions")] = len(table.ids)
+        log(f"{model}: {len(table.ids)} gallery {table.kind}s from {table.header.get('source')}")
+    result["models_config"] = layout.write_models_config(export_dir, base_path)
+    return result
+
+
+# --- version N+1 from version N -----------------------------------------------------------------
+
+def _previous(export_dir: str, model: str) -> tuple[int, EmbeddingTable]:
+    import os
+    versions = layout.existing_versions(os.path.join(export_dir, model))
+    if not versions:
+        raise ValueError(f"{model} has no version in {export_dir} to add to or remove from: "
+                         "build one first with --shards or --gallery")
+    g = read_gallery(os.path.join(export_dir, model, str(versions[-1])))
+    header = g["header"]
+    kind = "image" if model == TEXT_TO_IMAGE else "caption"
+    return versions[-1], EmbeddingTable(g["embeddings"], g["ids"], g["paths"], g["captions"],
+                                        g["tags"], kind, header)
+
+
+def _check_same_encoder(model: str, old: dict, new: dict, folders) -> None:
+    for key in ("dim", "feature"):
+        if old.get(key) is not None and new.get(key) is not None and old[key] != new[key]:
+            raise ValueError(f"{folders} differ from {model}'s gallery in {key} ({new[key]!r} vs "
+                             f"{old[key]!r}): embed them with the encoder the index was built "
+                             "from")
+    a = (old.get("encoder") or {}).get("fingerprint")
+    b = (new.get("encoder") or {}).get("fingerprint")
+    if a and b and a != b:
+        raise ValueError(f"{folders} were embedded by another encoder (fingerprint {b}) than "
+                         f"{model}'s gallery ({a}): embed them with the same one")
+
+
+def _updated(old: EmbeddingTable, removed: set, added: EmbeddingTable | None) -> EmbeddingTable:
+    """old's rows without `removed`, in old's order, then `added`'s rows in shard order."""
+    keep = [i for i, item in enumerate(old.ids) if item not in removed]
+    pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
+    parts = [old.embeddings[keep]]
+    ids, paths, captions, tags = pick(old.ids), pick(old.paths), pick(old.captions), pick(old.tags)
+    if added is not None:
+        kept = set(ids)
+        clash = [i for i in added.ids if i in kept]
+        if clash:
+            raise ValueError(f"{len(clash)} added id(s) are already in the index: "
+                             f"{', '.join(clash[:5])}; remove them too (--remove_ids) to "
+                             "replace them")
+        parts.append(np.asarray(added.embeddings, np.float32))
+        ids, paths = ids + added.ids, paths + added.paths
+        captions, tags = captions + added.captions, tags + added.tags
+    if not ids:
+        raise ValueError("removing these ids would leave the index empty")
+    return EmbeddingTable(np.concatenate(parts), ids, paths, captions, tags, old.kind,
+                          dict(old.header))
+
+
+def update_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, export_dir: str,
+                 add_shards: Sequence[str] = (), remove_ids: Sequence[str] = (),
+                 models: Sequence[str] = INDEX_MODELS, version: int | None = None,
+                 k: int | None = None, base_path: str = layout.CONTAINER_BASE_PATH, log=print,
+                 **index_options) -> dict:
+    """Version N+1 of each index model the change touches, from its latest version N: encodes
+    nothing. Index options and k default to N's."""
+    models = _checked_models(models)
+    added = {m: t for m, t in _tables_from_shards(list(add_shards)).items()} if add_shards else {}
+    extra = [m for m in added if m not in models]
+    if extra:
+        raise ValueError(f"{', '.join(add_shards)} hold {', '.join(extra)} rows, not in --models")
+    removed = set(remove_ids)
+    previous = {m: _previous(export_dir, m) for m in models
+                if m in added or (removed and layout.existing_versions(f"{export_dir}/{m}"))}
+    hits = {m: removed & set(t.ids) for m, (_, t) in previous.items()}
+    unknown = removed - set().union(*hits.values()) if removed else set()
+    if unknown:
+        raise ValueError(f"{len(unknown)} id(s) to remove are in no index ({', '.join(models)}):"
+                         f" {', '.join(sorted(unknown)[:5])}")
+    changed = [m for m in models if m in added or hits.get(m)]
+    if not changed:
+        raise ValueError("nothing to change: give --add_shards and/or --remove_ids")
+    version = layout.claim_version(export_dir, changed, version)
+    result = {"version": version}
+    for model in changed:
+        number, old = previous[model]
+        if model in added:
+            _check_same_encoder(model, old.header, added[model].header, ", ".join(add_shards))
+        table = _updated(old, hits[model], added.get(model))
+        stored = dict(old.header.get("index_options", {}))
+        old_k = stored.pop("k", DEFAULT_K)
+        options = {**stored, **{n: v for n, v in index_options.items() if v is not None}}
+        result[model], result["k_" + model] = _save_index(
+            config, dual, vocab, export_dir, version, model, table, k or old_k, options, log)
+        new = len(added[model].ids) if model in added else 0
+        result["rows_" + model] = len(table.ids)
+        log(f"{model}: version {version} = version {number} ({len(old.ids)} rows) + {new} "
+            f"added - {len(hits[model])} removed = {len(table.ids)} rows")
     result["models_config"] = layout.write_models_config(export_dir, base_path)
     return result
