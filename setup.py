@@ -18,8 +18,8 @@ setup(
         "tensorboard==2.21.0",
         "numpy==2.4.6",
         "scipy==1.17.1",
-        "pillow==13.0.0",
-        "protobuf==7.36.2",
+        "pillow==12.3.0",  # apache-beam 2.77 (the beam extra) needs pillow < 13
+        "protobuf==6.33.6",  # apache-beam 2.77 (the beam extra) needs protobuf < 7
         "grpcio==1.85.3",
         "matplotlib==3.11.2",
         "scikit-learn==1.9.1",
@@ -27,5 +27,6 @@ setup(
     extras_require={
         "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "execnet==2.1.1", "ruff==0.14.4"],
         "bench": ["faiss-cpu==1.15.1"],
+        "beam": ["apache-beam==2.77.0"],  # keras_instance.cli.embed --engine=beam
     },
 )
