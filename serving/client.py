@@ -339,8 +339,9 @@ def _define_flags():
                               "embedding (embedding_of), then search_by_embedding in the same "
                               f"gallery (--model, default {DEFAULT_GALLERY}); the item itself "
                               "comes first. Repeat for a batch.")
-    flags.DEFINE_integer("k", None, "Hits per query (1 to the index's k_max; calls the 'search' "
-                         "signatures). Default: the k of the model's serving_default.")
+    flags.DEFINE_integer("k", None, "Hits per query (1 to the index's max_k; calls the 'search' "
+                         "signatures). Default: the k of the model's serving_default (else 10, "
+                         "at most the index's max_k).")
     flags.DEFINE_string("tag", None, "Only gallery items with this tag (given at indexing).")
     flags.DEFINE_list("ids", [], "Only these gallery ids (comma-separated allow-list).")
     flags.DEFINE_integer("nprobe", None, "Inverted lists scanned per query, for an approximate "

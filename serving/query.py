@@ -181,14 +181,15 @@ def hits_from_outputs(outputs: dict) -> list[list[Hit]]:
     return result
 
 
-def default_k(signatures: dict) -> int:
-    """The k of the model's serving_default (its ids output's second dimension), else 10."""
+def default_k(signatures: dict) -> int | None:
+    """The k of the model's serving_default (its ids output's second dimension), where the
+    signature states it (None where it is dynamic)."""
     sig = signatures.get(DEFAULT_SIGNATURE)
     if sig is not None and "ids" in sig.outputs:
         dims = sig.outputs["ids"].tensor_shape.dim
         if len(dims) == 2 and dims[1].size > 0:
             return int(dims[1].size)
-    return FALLBACK_K
+    return None
 
 
 # --------------------------------------------------------------------------- the client
@@ -199,7 +200,8 @@ class SearchClient:
     answer, one line in `.message`), `UnsupportedError` (the served model lacks the signature or
     input) or ValueError/TypeError (a bad argument, before anything is sent).
 
-    `k=None` asks for the k of the model's serving_default; `tag=""` and `ids=()` restrict
+    `k=None` asks for the k of the model's serving_default where its signature states it, else
+    10 (at most the index's max_k, from index_info); `tag=""` and `ids=()` restrict
     nothing; `nprobe=None` leaves an approximate index at its exported default (exact indexes
     have no nprobe). `version` / `label` pin the model version."""
 
@@ -335,7 +337,7 @@ class SearchClient:
                version, label) -> SearchResult:
         signature, signatures = self._signature(model, signature_name, version, label)
         if k is None:
-            k = default_k(signatures)
+            k = self._default_k(model, signatures, version, label)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             raise TypeError(f"k must be an integer, got {k!r:.40}")
         if not -2 ** 31 <= int(k) < 2 ** 31:
@@ -373,6 +375,19 @@ class SearchClient:
                                    f"{sorted(outputs)}, not ids and scores")
         return SearchResult(hits_from_outputs(outputs), list(labels), model, served,
                             signature_name, int(k), elapsed_ms)
+
+    def _default_k(self, model, signatures, version, label) -> int:
+        """serving_default's k where its signature states it; else 10, capped at the index's
+        max_k (index_info) so that a query without k is never refused for it."""
+        k = default_k(signatures)
+        if k is not None:
+            return k
+        k = FALLBACK_K
+        if INDEX_INFO in signatures:
+            max_k = self.index_info(model, version=version, label=label).get("max_k")
+            if isinstance(max_k, int) and max_k >= 1:
+                return min(k, max_k)
+        return k
 
     def _embed(self, model, signature_name, inputs, version, label) -> Embeddings:
         outputs, served, elapsed_ms = self._call(model, signature_name, inputs, version, label)

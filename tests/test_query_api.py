@@ -677,3 +677,93 @@ def test_quiet_import_keeps_other_lines():
     assert quiet_tensorflow.is_noise(line, has_gpu=False)
     assert not quiet_tensorflow.is_noise(line, has_gpu=True)  # a GPU that fails: shown
     assert not quiet_tensorflow.is_noise("E0000 ...] something real broke", has_gpu=False)
+
+
+# ------------------------------------------------------------------------- the real index models
+
+@pytest.fixture(scope="module")
+def real(trained_run, tmp_path_factory):
+    """The session's tiny trained run, exported, indexed by `python -m keras_instance.cli.index
+    --gallery=split:test` (the index models of keras_instance/export), served by a stand-in."""
+    import shutil
+
+    from conftest import run_program
+    root = tmp_path_factory.mktemp("query_api_real")
+    exports = str(root / "exports")
+    shutil.copytree(trained_run["exports"], exports)
+    out = run_program("keras_instance.cli.index", f"--workdir={trained_run['config'].workdir}",
+                      f"--export_dir={exports}", "--gallery=split:test")
+    assert "indexed as version 1" in out.stdout, out.stdout
+    standin = StandinProcess(
+        [f"--model_config={os.path.join(exports, 'models.config')}", f"--models_root={exports}",
+         "--rest_port=0", "--file_system_poll_wait_seconds=0",
+         "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1"],
+        str(root / "standin.log"), start_s=300, env=ENV)
+    try:
+        with SearchClient(standin.address, deadline_s=60) as api:
+            yield dict(address=standin.address, rest=f"http://127.0.0.1:{standin.rest_port}",
+                       standin=standin, api=api, test=trained_run["test"])
+    finally:
+        standin.stop()
+
+
+@pytest.mark.slow
+def test_real_index_models(real):
+    """The same API against the index models the exporter writes: k per request, more like
+    this, embedding search, metadata, and each INVALID_ARGUMENT's message through the program."""
+    api, test = real["api"], real["test"]
+    caption, image_ids = test[0].captions[0], {r.image_id for r in test}
+    info = api.index_info()
+    assert info["index"] in ("exact", "ivf") and info["size"] == len(test), info
+    default = api.text_search(caption)  # serving_default's k
+    assert default.k == len(default.hits[0]) >= 3
+    for k in (1, 3):
+        hits = api.text_search(caption, k=k).hits[0]
+        assert [h.id for h in hits] == [h.id for h in default.hits[0][:k]]
+        assert {h.id for h in hits} <= image_ids
+    by_id = {r.image_id: r for r in test}
+    for hit in default.hits[0]:  # each hit's stored metadata names its image
+        assert hit.path and os.path.basename(hit.path) == os.path.basename(
+            by_id[hit.id].image_path), (hit, by_id[hit.id].image_path)
+    first = default.hits[0][0].id
+    like = api.more_like_this(first, k=3).hits[0]
+    assert like[0].id == first and abs(like[0].score - 1.0) < 1e-4, like
+    rows = api.embedding_of([first]).vectors
+    assert rows.shape == (1, info["dim"])
+    assert [h.id for h in api.embedding_search(rows, k=3).hits[0]] == [h.id for h in like]
+    assert [h.id for h in api.text_search(caption, k=3, ids=[like[2].id, first]).hits[0]] == \
+        sorted([like[2].id, first], key=[h.id for h in default.hits[0]].index)
+    with open(test[0].image_path, "rb") as f:
+        captions = api.image_search(f.read(), k=2).hits[0]
+    assert len(captions) == 2 and all(h.caption for h in captions)
+
+    address = real["address"]
+    rejected = f"error: {address} rejected the request for model 'text_to_image': "
+    cases = {
+        ("--text=a red circle", "--k=0"): rejected + "k = 0 is outside the allowed range 1..",
+        ("--text=a red circle", f"--k={info['max_k'] + 1}"):
+            f"k = {info['max_k'] + 1} is outside the allowed range 1..{info['max_k']}",
+        ("--embedding=0.1,0.2,0.3",): rejected + "embedding has 3 values per row, but this "
+                                                 f"index holds {info['dim']}-dimensional",
+        ("--text=a red circle", "--tag=purple"): rejected + "unknown tag: purple",
+        ("--like=no-such-image",): rejected + "unknown id: no-such-image",
+    }
+    runs = {args: cli(real, *args) for args in cases}
+    for args, proc in runs.items():
+        code, out, err = finish(proc)
+        assert code == client.EXIT_RPC_ERROR and cases[args] in err, (args, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, (args, err)
+    code, out, err = finish(cli(real, "--text=a red circle", "--k=2", "--json"))
+    assert code == 0, err
+    hits = json.loads(out)["queries"][0]["hits"]
+    assert [h["id"] for h in hits] == [h.id for h in api.text_search("a red circle", k=2).hits[0]]
+
+    url = f"{real['rest']}/v1/models/text_to_image:predict"
+    status, body = http("POST", url, {"signature_name": "search", "inputs": {
+        "sentences": [caption], "k": 3, "tag": "", "ids": []}})
+    assert status == 200 and body["outputs"]["ids"][0] == [h.id for h in default.hits[0][:3]]
+    status, body = http("POST", url, {"signature_name": "search", "inputs": {
+        "sentences": [caption], "k": 0, "tag": "", "ids": []}})
+    assert status == 400 and "k = 0 is outside the allowed range" in body["error"], body
+    assert real["standin"].alive()
+    assert len(api.text_search(caption, k=2).hits[0]) == 2
