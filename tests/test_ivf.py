@@ -96,6 +96,13 @@ def test_every_list_probed_is_exact_search(ivf_module):
     assert_equals_brute_force(search(ivf_module, k=25, nprobe=40), 25)
     exact = EmbeddingIndex(GALLERY, IDS, index="exact")
     assert_equals_brute_force(search(exact, k=25), 25)
+    for module in (ivf_module, exact):  # one query (no loop over queries), and none
+        one = search(module, k=7, nprobe=40, queries=QUERIES[3:4])
+        np.testing.assert_array_equal(one["ids"][0], search(module, k=7, nprobe=40)["ids"][3])
+        for tag in ("", "even"):
+            empty = search(module if tag == "" else ivf_module, k=5, tag=tag,
+                           queries=np.zeros((0, DIM), np.float32))
+            assert empty["ids"].shape == empty["scores"].shape == (0, 5)
 
 
 def test_one_probe_stays_in_the_best_list_and_is_approximate(ivf_module):

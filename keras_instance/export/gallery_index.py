@@ -79,12 +79,14 @@ def _var(value, name, dtype=None) -> tf.Variable:
 
 
 class GalleryIndex(tf.Module):
-    """Gallery rows [G, D] (L2-normalised) with ids and metadata, stored sorted by IVF list."""
+    """Gallery rows [G, D] (L2-normalised) with ids and metadata, stored sorted by IVF list.
+
+    `centroids` reuses trained IVF centroids (e.g. one k-means for several storages)."""
 
     def __init__(self, embeddings: np.ndarray, ids, paths=None, captions=None, tags=None,
                  index: str = "auto", storage: str = "float32", nlist: int | None = None,
                  nprobe: int | None = None, max_k: int = DEFAULT_MAX_K, seed: int = 0,
-                 header: dict | None = None):
+                 header: dict | None = None, centroids: np.ndarray | None = None):
         super().__init__(name="gallery_index")
         embeddings = np.asarray(embeddings, np.float32)
         size, dim = embeddings.shape
@@ -99,12 +101,13 @@ class GalleryIndex(tf.Module):
             raise ValueError(f"max_k must be >= 1, got {max_k}")
         self.kind, self.storage = choose_kind(index, size), storage
         self.size, self.dim, self.max_k = size, dim, int(max_k)
-        lists = (ivf.build_lists(embeddings, nlist, seed) if self.kind == "ivf"
+        lists = (ivf.build_lists(embeddings, nlist, seed, centroids) if self.kind == "ivf"
                  else ivf.exact_lists(size, dim))
         self.nlist = lists.nlist
         self.nprobe = int(nprobe or default_nprobe(self.nlist)) if self.kind == "ivf" else 1
         order = lists.order
-        values, scale = ivf.quantize(embeddings[order], storage)
+        identity = self.kind == "exact"  # exact_lists keeps the input order: no sorted copy
+        values, scale = ivf.quantize(embeddings if identity else embeddings[order], storage)
         del embeddings
         self.rows = _var(values, "rows")
         self.scale = _var(scale, "scale")

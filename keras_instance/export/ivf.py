@@ -148,9 +148,20 @@ def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.T
         found, best = top_k_padded(scores[tf.newaxis], positions[tf.newaxis], k)
         return found[0], best[0]
 
-    return tf.map_fn(one, (query, coarse), parallel_iterations=4,
-                     fn_output_signature=(tf.TensorSpec([None], tf.int64),
-                                          tf.TensorSpec([None], tf.float32)))
+    def single():  # one query (the common request): no loop
+        found, best = one((query[0], coarse[0]))
+        return found[tf.newaxis], best[tf.newaxis]
+
+    def each():
+        found, best = tf.map_fn(one, (query, coarse), parallel_iterations=4,
+                                fn_output_signature=(tf.TensorSpec([None], tf.int64),
+                                                     tf.TensorSpec([None], tf.float32)))
+        return found, best
+
+    def none():  # an empty batch: map_fn cannot stack zero rows of unknown length
+        return tf.zeros([0, k], tf.int64), tf.zeros([0, k], tf.float32)
+    count = tf.shape(query)[0]
+    return tf.case([(tf.equal(count, 1), single), (tf.equal(count, 0), none)], default=each)
 
 
 def all_scores(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
