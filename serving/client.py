@@ -212,6 +212,10 @@ def run(server: str = DEFAULT_SERVER, texts: list[str] | None = None,
     kinds = [flag for flag, given in (("--text", texts), ("--image", images),
                                       ("--embedding", embeddings), ("--like", like)) if given]
     if status or metadata:
+        if json_output:
+            print("error: --json prints queries' answers; --status and --metadata print text",
+                  file=err)
+            return EXIT_USAGE
         if kinds:
             print("error: --status and --metadata ask about a model (--model); give them "
                   "without --text/--image/--embedding/--like", file=err)

@@ -274,10 +274,11 @@ class SearchClient:
                              rows.version, None)  # the version that gave the rows
         return dataclasses.replace(result, elapsed_ms=(time.perf_counter() - start) * 1e3)
 
-    def embedding_of(self, item_ids: Sequence[str], gallery_model: str | None = None, *,
+    def embedding_of(self, item_ids: str | Sequence[str], gallery_model: str | None = None, *,
                      version: int | None = None, label: str | None = None) -> Embeddings:
         """The stored gallery rows of `item_ids` (unknown ids: the server's INVALID_ARGUMENT)."""
         model = gallery_model or self.text_model
+        item_ids = [item_ids] if isinstance(item_ids, str) else list(item_ids)
         signature, _ = self._signature(model, EMBEDDING_OF, version, label)
         (name,) = list(signature.inputs) if len(signature.inputs) == 1 else ("ids",)
         return self._embed(model, EMBEDDING_OF, {name: string_list(item_ids)}, version, label)

@@ -403,6 +403,7 @@ def test_embedding_search_and_more_like_this(server):
     hits = api.embedding_search(CAPTIONS["rows"][2], "image_to_text", k=3, tag="green").hits[0]
     assert_hits(hits, CAPTIONS["rows"][2], CAPTIONS, 3, tag="green")
 
+    assert api.embedding_of("img04").vectors.shape == (1, DIM)
     rows = api.embedding_of(["img04", "img09"])
     np.testing.assert_array_equal(rows.vectors, IMAGES["rows"][[4, 9]])
     like = api.more_like_this("img04", k=4)
@@ -570,6 +571,7 @@ def test_client_program_errors_are_one_line(server, tmp_path):
         (dict(texts=["x"], k=3, embed=True), "error: --k query an index through its search "
                                              "signatures; --embed belong to plain"),
         (dict(texts=["x"], like=["img01"]), "not --text and --like together"),
+        (dict(status=True, json_output=True), "error: --json prints queries' answers"),
     ]
     for kwargs, message in usage:
         out, err = io.StringIO(), io.StringIO()
