@@ -317,6 +317,23 @@ def test_train_dataset_deterministic_for_seed(cuhk_like):
                for (xa, ya), (xc, yc) in zip(a, c))
 
 
+def test_a_resumed_epoch_draws_what_the_uninterrupted_run_drew(cuhk_like):
+    """Epoch e depends on (seed, e) only: resumed at epoch 3 the batches are epoch 3's, and the
+    epochs differ from each other (order, caption, crop, shift)."""
+    steps = 10 // 5
+    whole = collect(train_dataset(cuhk_like, batch_size=5, seed=7, image_size=8, epochs=3))
+    assert len(whole) == 3 * steps
+    resumed = collect(train_dataset(cuhk_like, batch_size=5, seed=7, image_size=8, epochs=3,
+                                    first_epoch=2))
+    assert len(resumed) == steps
+    for (xa, ya), (xb, yb) in zip(whole[2 * steps:], resumed, strict=True):
+        np.testing.assert_array_equal(ya, yb)
+        for k in xa:
+            np.testing.assert_array_equal(xa[k], xb[k])
+    first, last = whole[:steps], whole[2 * steps:]
+    assert any(not np.array_equal(a[0]["image"], b[0]["image"]) for a, b in zip(first, last))
+
+
 def test_train_dataset_no_shift_keeps_left_aligned(cuhk_like):
     ds = train_dataset(cuhk_like, batch_size=5, seed=1, image_size=8, shift=False, flip=False)
     for x, y in collect(ds):

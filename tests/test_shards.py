@@ -71,17 +71,18 @@ def test_stream_pairs_each_index_with_its_image(prepared):
 def test_training_stream_gives_every_image_once_per_epoch(prepared):
     data, out = prepared
     train_set = _training_set(data)
-    from_shards = train_dataset(train_set, 8, seed=1, shards=out, image_size=32)
-    orders = []
-    for _ in range(2):
-        images, labels = _epoch(from_shards)
-        assert images.shape == (40, 32, 32, 3)
-        assert sorted(labels) == list(range(40))  # one class per demo picture: each once
-        orders.append(list(labels))
+    two_epochs = train_dataset(train_set, 8, seed=1, shards=out, image_size=32, epochs=2)
+    images, labels = _epoch(two_epochs)
+    assert images.shape == (80, 32, 32, 3)
+    orders = [list(labels[:40]), list(labels[40:])]
+    for order in orders:
+        assert sorted(order) == list(range(40))  # one class per demo picture: each once
     assert orders[0] != orders[1]  # reshuffled each epoch
-    again, _ = _epoch(train_dataset(train_set, 8, seed=1, shards=out, image_size=32))
-    np.testing.assert_array_equal(again, _epoch(train_dataset(
-        train_set, 8, seed=1, shards=out, image_size=32))[0])  # seeded: reproducible
+    # a stage resumed at epoch 2 streams what the uninterrupted run streamed in its epoch 2
+    resumed, resumed_labels = _epoch(train_dataset(train_set, 8, seed=1, shards=out,
+                                                   image_size=32, epochs=2, first_epoch=1))
+    assert list(resumed_labels) == orders[1]
+    np.testing.assert_array_equal(resumed, images[40:])
 
 
 def test_stream_rejects_shards_of_other_data(prepared, tmp_path):

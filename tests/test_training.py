@@ -118,18 +118,26 @@ def test_a_moved_run_folder_loads_from_where_it_is(copy_run, trained_run):
 
 
 def test_steps_per_execution_trains_the_same_steps(demo_dir, tmp_path):
-    """Chunks of 2 steps per compiled call over 3-step epochs (a remainder chunk each epoch):
-    the same number of optimizer steps and the same weights as one step per call."""
+    """Chunks of 2 steps per compiled call over 4-step epochs: the same optimizer steps and
+    weights as one step per call. Over 3-step epochs a chunk would run into the next epoch
+    (one input stream serves all epochs, so a resumed run sees the same batches), so the
+    trainer takes the largest count that divides the epoch, and says so."""
     weights = []
     for spe in (1, 2):
         config = tiny_config(demo_dir, str(tmp_path / f"spe{spe}"), dropout=0.0,
-                             steps_per_execution=spe)
-        summary = training.train(config, 1, verbose=0)
+                             steps_per_execution=spe, batch_size=12)
+        lines = []
+        summary = training.train(config, 1, verbose=0, log=lines.append)
+        assert not any("--steps_per_execution=" in line for line in lines), lines
         dual = run_folder.build_model(config, backbone_weights=None)
         dual.full_model().load_weights(summary["weights"])
         weights.append([w.numpy() for w in dual.full_model().weights])
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    lines = []
+    training.train(tiny_config(demo_dir, str(tmp_path / "odd"), steps_per_execution=2),
+                   1, verbose=0, log=lines.append)
+    assert any("--steps_per_execution=2 runs as 1" in line for line in lines), lines
     with pytest.raises(ValueError, match="steps_per_execution must be positive"):
         tiny_config(demo_dir, str(tmp_path / "bad"), steps_per_execution=0).validate()
 

@@ -153,8 +153,15 @@ def resize_short_side(image: tf.Tensor, side: int) -> tf.Tensor:
 def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: int = 224,
                   features: np.ndarray | None = None, flip: bool = True, crop_scale=(0.8, 1.0),
                   shift: bool = True, pool_size: int = 0, random_negatives: bool = False,
-                  shards: str | None = None, maps: np.ndarray | None = None) -> tf.data.Dataset:
-    """One epoch: every training image once, shuffled, paired with a random caption of its class.
+                  shards: str | None = None, maps: np.ndarray | None = None,
+                  epochs: int = 1, first_epoch: int = 0) -> tf.data.Dataset:
+    """Epochs `first_epoch` … `epochs`−1, one after another: in each, every training image once,
+    shuffled, paired with a random caption of its class.
+
+    Every random choice of epoch e (order, caption, view, crop, flip, shift, pool) derives from
+    (`seed`, e) alone, never from how many epochs an iterator went through before: so a stage
+    resumed at epoch e (`first_epoch=e`) sees exactly the batches the uninterrupted run saw.
+    Iterate it with `steps_per_epoch` = len(images) // batch_size (one iterator for all epochs).
 
     With `features` [N, K, D] (Stage I cache) the image input is one random cached view instead
     of pixels; with `maps` [N, K, h, w, c] (the prefix cache, float16, memory-mapped: read row
@@ -218,15 +225,28 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
             inputs["neg_labels"] = other
         return inputs, c
 
-    rngs = tf.data.Dataset.random(seed=seed).batch(2)
-    if shards and feats is None and maps is None:
-        stream = image_stream(shards, "train", n, seed)
-        ds = tf.data.Dataset.zip(stream, rngs).map(
-            lambda pair, rng: example(pair[0], rng, pair[1]), num_parallel_calls=AUTOTUNE,
-            deterministic=True)
-    else:
-        indices = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        ds = tf.data.Dataset.zip(indices, rngs).map(example, num_parallel_calls=AUTOTUNE,
-                                                     deterministic=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    if not 0 <= first_epoch < epochs:
+        raise ValueError(f"first_epoch {first_epoch} is not one of the {epochs} epochs")
+    streamed = bool(shards) and feats is None and maps is None
+    if streamed:
+        image_stream(shards, "train", n, seed)  # checks the shards before training starts
+
+    def one_epoch(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        rngs = tf.data.Dataset.from_tensor_slices(
+            tf.random.experimental.stateless_split(epoch_seed, n))
+        if streamed:  # the shards' own seeded order, reshuffled per epoch from (seed, e)
+            stream = image_stream(shards, "train", n, seed * 100_003 + epoch)
+            ds = tf.data.Dataset.zip(stream, rngs).map(
+                lambda pair, rng: example(pair[0], rng, pair[1]), num_parallel_calls=AUTOTUNE,
+                deterministic=True)
+        else:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(n, dtype=tf.int64), tf.stack([epoch_seed[1], epoch_seed[0]]))
+            ds = tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(order), rngs).map(
+                example, num_parallel_calls=AUTOTUNE, deterministic=True)
+        return ds.batch(batch_size, drop_remainder=True)
+
+    epochs_ds = tf.data.Dataset.range(first_epoch, epochs)
+    return epochs_ds.flat_map(one_epoch).prefetch(AUTOTUNE)
 

@@ -108,12 +108,13 @@ def read_index(shard_dir: str, split: str) -> dict:
     return entry
 
 
-def image_stream(shard_dir: str, split: str, expected_examples: int, seed: int,
+def image_stream(shard_dir: str, split: str, expected_examples: int, seed,
                  shuffle_buffer: int = 2048) -> tf.data.Dataset:
-    """(index, image bytes) of every example once per pass, in a seeded shuffled order.
+    """(index, image bytes) of every example once per pass, in an order fixed by `seed` (an int
+    or an int64 scalar tensor: the training pipeline passes one per epoch).
 
-    Shard order is reshuffled each epoch, shards are interleaved, and examples pass through a
-    bounded shuffle buffer: memory stays at `shuffle_buffer` images whatever the dataset size.
+    Shard order is shuffled, shards are interleaved, and examples pass through a bounded shuffle
+    buffer: memory stays at `shuffle_buffer` images whatever the dataset size.
     """
     entry = read_index(shard_dir, split)
     if entry["num_examples"] != expected_examples:
@@ -121,10 +122,10 @@ def image_stream(shard_dir: str, split: str, expected_examples: int, seed: int,
                          f"the dataset has {expected_examples}: they were prepared from other "
                          "data; rerun keras_instance.cli.prepare")
     files = tf.data.Dataset.from_tensor_slices(entry["paths"]).shuffle(
-        len(entry["paths"]), seed=seed, reshuffle_each_iteration=True)
+        len(entry["paths"]), seed=seed, reshuffle_each_iteration=False)
     records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(entry["paths"]), 8),
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, _FEATURES)

@@ -5,6 +5,7 @@ What a run folder holds, and the rules that keep it loadable, are `run_folder`'s
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 
@@ -27,9 +28,10 @@ from keras_instance.training import (
     precision,
     prefix_cache,
     pseudo_labels,
+    resume,
 )
 from keras_instance.training.step import InstanceTrainer
-from keras_instance.training.vocabulary import prepare_vocabulary
+from keras_instance.training.vocabulary import prepare_vocabulary, save_vocabulary
 
 
 def make_optimizer(config: Config, stage: int, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -46,8 +48,9 @@ def make_optimizer(config: Config, stage: int, steps_per_epoch: int) -> keras.op
 
 
 def _prepare_data(config: Config, train_records, log, stage: int = 1
-                  ) -> tuple[TrainingSet, tokenizer.Vocabulary, np.ndarray]:
-    """Fix the vocabulary and word vectors, build the training arrays, write meta.json once.
+                  ) -> tuple[TrainingSet, tokenizer.Vocabulary, np.ndarray, dict]:
+    """The vocabulary, word vectors, training arrays and meta.json's content; nothing written
+    (`_keep_run_files` writes them once the stage can start).
 
     With `labels="kmeans"` the classes are k-means clusters, computed in Stage I and stored in
     the workdir (`pseudo_labels`), which Stage II reuses.
@@ -61,14 +64,23 @@ def _prepare_data(config: Config, train_records, log, stage: int = 1
                                         num_classes=config.data.num_clusters)
     else:
         data = TrainingSet.from_records(train_records, vocab, config.data.max_length)
-    meta_path = run_folder.path(config.workdir, run_folder.META)
-    if not os.path.exists(meta_path):
-        run_folder.write_json(meta_path, {
-            "num_classes": data.num_classes, "vocab_size": len(vocab),
+    meta = {"num_classes": data.num_classes, "vocab_size": len(vocab),
             "num_train_images": len(data.image_classes),
             "num_train_captions": len(data.caption_classes),
-            "data_fingerprint": run_folder.data_fingerprint(train_records)})
-    return data, vocab, word_matrix
+            "data_fingerprint": run_folder.data_fingerprint(train_records)}
+    return data, vocab, word_matrix, meta
+
+
+def _keep_run_files(config: Config, stage: int, vocab, word_matrix, meta: dict) -> None:
+    """The run's identity, written once the stage's model is built: word vectors, vocabulary,
+    meta.json and config.json where missing, and the stage's own config."""
+    save_vocabulary(config, vocab, word_matrix)
+    meta_path = run_folder.path(config.workdir, run_folder.META)
+    if not os.path.exists(meta_path):
+        run_folder.write_json(meta_path, meta)
+    if not os.path.exists(run_folder.path(config.workdir, run_folder.CONFIG)):
+        config.save_to(run_folder.path(config.workdir, run_folder.CONFIG))
+    config.save_to(run_folder.stage_config_path(config.workdir, stage))
 
 
 def image_input(config: Config, stage: int) -> str:
@@ -81,7 +93,7 @@ def image_input(config: Config, stage: int) -> str:
 
 
 def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: int,
-                   word_matrix, source: str) -> tuple[DualPath, InstanceTrainer]:
+                   word_matrix, source: str, log=print) -> tuple[DualPath, InstanceTrainer]:
     """The model for `stage` (Stage II from Stage I's weights) wrapped in a compiled trainer.
 
     Call inside the strategy's scope so variables are mirrored.
@@ -105,12 +117,24 @@ def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: in
     steps = len(data.image_classes) // config.optim.batch_size
     trainer.compile(optimizer=make_optimizer(config, stage, steps),
                     jit_compile=config.optim.jit_compile,
-                    steps_per_execution=config.optim.steps_per_execution)
+                    steps_per_execution=steps_per_execution(config, steps, log))
     return dual, trainer
 
 
+def steps_per_execution(config: Config, steps: int, log=print) -> int:
+    """--steps_per_execution, or the largest count below it that divides an epoch's steps: one
+    input stream serves every epoch (so a resumed run sees the same batches), and a compiled
+    call that ran past an epoch's end would train on the next epoch's first batches."""
+    wanted = config.optim.steps_per_execution
+    chosen = max(d for d in range(1, min(wanted, steps) + 1) if steps % d == 0)
+    if chosen != wanted:
+        log(f"--steps_per_execution={wanted} runs as {chosen}: it must divide the {steps} "
+            "steps of an epoch (choose --batch_size so that it does)")
+    return chosen
+
+
 def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, source: str,
-             log=print):
+             log=print, epochs: int = 1, first_epoch: int = 0):
     features = maps = None
     image = config.image
     views = (data.image_paths, image.image_size, image.cache_views, image.random_flip,
@@ -123,7 +147,7 @@ def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, sour
             features, maps = prefix_cache.features_from_maps(dual.split, maps, log=log), None
     elif source == "image_features":
         features = feature_cache.cached_features(config.image.feature_cache, dual.backbone,
-                                                 config.image.backbone, *views)
+                                                 config.image.backbone, *views, log=log)
     ranking = config.loss_weights_for(stage)[0] != 0
     loss = config.loss
     pool = loss.negative_pool if loss.negatives == "hardest_of_pool" and ranking else 0
@@ -132,7 +156,8 @@ def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, sour
                          flip=config.image.random_flip, crop_scale=config.image.crop_scale,
                          shift=config.text.position_shift, pool_size=pool,
                          random_negatives=config.loss.negatives == "random" and ranking,
-                         shards=config.data.shards, maps=maps)
+                         shards=config.data.shards, maps=maps, epochs=epochs,
+                         first_epoch=first_epoch)
 
 
 def _describe(config: Config, stage: int, source: str) -> str:
@@ -144,13 +169,14 @@ def _describe(config: Config, stage: int, source: str) -> str:
     return "trainable"
 
 
-def _callbacks(workdir: str, stage: int, extra) -> list:
+def _callbacks(workdir: str, stage: int, extra, log) -> list:
+    """The epoch log, then the backup (`training.resume`: that order, so a kill between them
+    only retrains an epoch), TensorBoard, then the caller's."""
+    backup = run_folder.backup_dir(workdir, stage)
     return [
-        keras.callbacks.BackupAndRestore(run_folder.backup_dir(workdir, stage),
-                                         delete_checkpoint=False),
+        resume.EpochLog(run_folder.stage_file(workdir, stage, run_folder.LOG_CSV), backup),
+        resume.StageBackup(backup, log),
         keras.callbacks.TensorBoard(run_folder.logs_dir(workdir, stage), write_graph=False),
-        keras.callbacks.CSVLogger(run_folder.stage_file(workdir, stage, run_folder.LOG_CSV),
-                                  append=True),
         *extra,
     ]
 
@@ -182,10 +208,12 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
           verbose: int | str = "auto", log=print, callbacks=(), overwrite: bool = False) -> dict:
     """Train one stage into `config.workdir`; returns a summary.
 
-    A rerun resumes an interrupted stage ("resuming stage N at epoch E of M") and leaves a
-    finished one as it is; settings that contradict the run folder are refused before anything
-    is written; `overwrite` trains the stage again (the old one is set aside until the new one
-    finishes; retraining Stage I also sets aside the Stage II trained from it).
+    A rerun resumes an interrupted stage ("resuming stage N at epoch E of M") exactly where it
+    stopped (`training.resume`) and leaves a finished one as it is; settings that contradict the
+    run folder are refused before anything is written, and so is a second command on a run
+    folder another one is writing (`run_folder.exclusive`); a start that fails writes nothing;
+    `overwrite` trains the stage again (the old one is set aside until the new one finishes;
+    retraining Stage I also sets aside the Stage II trained from it).
     """
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {stage}")
@@ -193,6 +221,17 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
     run_folder.check_workdir(config.workdir)
     strategy = strategy or tf.distribute.get_strategy()
     config = distribute.for_this_worker(config, strategy)  # only the chief writes the workdir
+    created = not os.path.exists(config.workdir)
+    try:
+        with run_folder.exclusive(config.workdir, log):
+            return _train(config, stage, strategy, verbose, log, callbacks, overwrite)
+    except BaseException:
+        if created and set(os.listdir(config.workdir)) <= {run_folder.LOCK}:
+            shutil.rmtree(config.workdir, ignore_errors=True)  # a failed start leaves nothing
+        raise
+
+
+def _train(config: Config, stage: int, strategy, verbose, log, callbacks, overwrite) -> dict:
     epochs = sum(e for _, e in config.schedule_for(stage))
     _check_half_batch(config, stage, strategy.num_replicas_in_sync)
     run_folder.check_run(config.workdir, config)
@@ -209,36 +248,38 @@ def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = 
                                 f"{final_weights_path(config.workdir, 1)} does not exist: run "
                                 "--stage=1 first")
     state = run_folder.stage_state(config.workdir, config, stage, epochs)
-    if overwrite and state != "new":
-        run_folder.set_aside(config.workdir, stage, log)
-        state = "new"
-    if state == "finished":
+    if state == "finished" and not overwrite:
         log(f"stage {stage} already finished ({epochs} epochs): {final_path}; nothing trained "
             "(--overwrite trains it again)")
         return {"stage": stage, "skipped": True, "weights": final_path}
-    if state == "resume":
-        log(f"resuming stage {stage} at epoch {run_folder.epochs_done(config.workdir, stage) + 1}"
-            f" of {epochs}")
     keras.utils.set_random_seed(config.seed + stage)  # weight init, dropout: reproducible runs
-    data, vocab, word_matrix = _prepare_data(config, train_records, log, stage)
-    if not os.path.exists(run_folder.path(config.workdir, run_folder.CONFIG)):
-        config.save_to(run_folder.path(config.workdir, run_folder.CONFIG))  # the run's identity
-    config.save_to(run_folder.stage_config_path(config.workdir, stage))
+    data, vocab, word_matrix, meta = _prepare_data(config, train_records, log, stage)
     source = image_input(config, stage)
     policy = precision.precision_policy(config.optim.precision)
     with strategy.scope(), precision.DtypePolicy(policy):
-        dual, trainer = _build_trainer(config, stage, data, len(vocab), word_matrix, source)
-    ds = _dataset(config, stage, data, dual, source, log)
+        dual, trainer = _build_trainer(config, stage, data, len(vocab), word_matrix, source,
+                                       log)
+    # the model is built (weights files read): from here on the stage starts
+    if overwrite and state != "new":
+        run_folder.set_aside(config.workdir, stage, log)
+        state = "new"
+    first_epoch = run_folder.epochs_done(config.workdir, stage) if state == "resume" else 0
+    if state == "resume":
+        log(f"resuming stage {stage} at epoch {first_epoch + 1} of {epochs}")
+    _keep_run_files(config, stage, vocab, word_matrix, meta)
+    ds = _dataset(config, stage, data, dual, source, log, epochs=epochs, first_epoch=first_epoch)
+    steps = len(data.image_classes) // config.optim.batch_size
     log(f"stage {stage}: {len(data.image_classes)} images, {data.num_classes} classes, "
-        f"{epochs} epochs × {len(data.image_classes) // config.optim.batch_size} steps, "
+        f"{epochs} epochs × {steps} steps, "
         f"{strategy.num_replicas_in_sync} replica(s), backbone {_describe(config, stage, source)}, "
         f"loss weights rank:image:text = {config.loss_weights_for(stage)}, "
         f"dtype policy {trainer.dtype_policy.name}{', XLA' if config.optim.jit_compile else ''}")
     if verbose == "auto":  # a redirected log gets one line per epoch, not progress-bar escapes
         verbose = 1 if sys.stdout.isatty() else 2
     start = time.time()
-    history = trainer.fit(ds, epochs=epochs, callbacks=_callbacks(config.workdir, stage, callbacks),
-                          verbose=verbose, shuffle=False)
+    history = trainer.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=verbose,
+                          callbacks=_callbacks(config.workdir, stage, callbacks, log),
+                          shuffle=False)
     seconds = time.time() - start
     tmp = f"{final_path}.tmp-{os.getpid()}.weights.h5"
     dual.full_model().save_weights(tmp)
