@@ -16,11 +16,16 @@ loading a run imports no training code.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
 
 from keras_instance.config import RUN_FIELDS, Config, differences, flag_text, stage_fields
 
@@ -37,12 +42,17 @@ TEXT_ENCODER = "text_encoder.keras"
 TRAINING_MODEL = "model.keras"
 LOG_CSV = "log.csv"            # in each stage folder: the training curve
 SUMMARY = "summary.json"       # in each stage folder: epochs, wall time, final metrics
+LOCK = ".lock"                 # held by the one command writing the run folder (`exclusive`)
 REPORT = "report"              # reports.html's default folder
 EXPLAIN = "explain.html"       # cli.explain's default snippet (explain_top_<split>.html: --split)
 
 
 class RunConflict(ValueError):
     """The command asks for settings that contradict what the run folder already holds."""
+
+
+class RunBusy(RuntimeError):
+    """Another command is writing the run folder."""
 
 
 def path(workdir: str, name: str) -> str:
@@ -186,6 +196,51 @@ def stage_state(workdir: str, config: Config, stage: int, epochs: int) -> str:
     return "finished" if finished else "resume"
 
 
+@contextlib.contextmanager
+def exclusive(workdir: str, log=print):
+    """Hold the run folder's lock while a command writes it: a second one is refused in one line
+    naming the holder (host, PID, since when).
+
+    An OS file lock (flock), so a process killed with -9 releases it with its last breath: the
+    next command takes over the lock it left (and says so), never waits for a dead one.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    lock_path = path(workdir, LOCK)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            raise RunBusy(f"{workdir} is being written by {holder}: one command at a time per "
+                          "run folder; wait for it to finish (or stop it), or use another "
+                          "--workdir") from None
+        stale = _lock_holder(fd, default="")
+        if stale:
+            log(f"{workdir}: taking over the lock of {stale}, which is no longer running")
+        since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                  "since": since, "command": " ".join(sys.argv)}).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a clean exit leaves no holder to report
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _lock_holder(fd: int, default: str = "another process") -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return default
+    if not info:
+        return default
+    return (f"PID {info.get('pid')} on {info.get('host')} since {info.get('since')} "
+            f"({info.get('command') or 'unknown command'})")
+
+
 def set_aside(workdir: str, stage: int, log=print) -> list[str]:
     """--overwrite: move stage N (and a Stage II trained from a replaced Stage I) aside."""
     moved = []
@@ -216,9 +271,19 @@ class TrainedRun:
     vocab: object   # text.tokenizer.Vocabulary
     stage: int
     weights: str
+    requested_stage: int | None = None
 
     def describe(self) -> str:
-        return f"Stage {self.stage} model ({self.weights})"
+        """One line naming the weights; says so when Stage I stands in for an unfinished II."""
+        text = f"Stage {self.stage} model ({self.weights})"
+        workdir = self.config.workdir
+        if (self.stage == 1 and self.requested_stage is None
+                and not os.path.exists(final_weights_path(workdir, 2))):
+            done = epochs_done(workdir, 2)
+            why = (f"Stage II stopped after {done} epoch(s), unfinished" if done
+                   else "Stage II has not been trained")
+            text += f"; {why}, so this is Stage I (--stage=1 to ask for it)"
+        return text
 
 
 def build_model(config: Config, backbone_weights="config"):
@@ -235,8 +300,9 @@ def load_trained(workdir: str, overrides: dict | None = None, stage: int | None 
     from keras_instance.text import tokenizer
     # the folder given, not the one saved in config.json: a moved or copied run still loads
     config = Config.load(workdir).replace(workdir=workdir, **(overrides or {}))
+    stage_asked = stage
     stage, weights = latest_weights(workdir, stage)
     dual = build_model(config, backbone_weights=None)
     dual.full_model().load_weights(weights)
     vocab = tokenizer.Vocabulary.load(path(workdir, VOCAB))
-    return TrainedRun(config, dual, vocab, stage, weights)
+    return TrainedRun(config, dual, vocab, stage, weights, requested_stage=stage_asked)

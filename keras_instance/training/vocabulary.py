@@ -19,9 +19,8 @@ def prepare_vocabulary(config: Config, train_records, log=print) -> tuple[tokeni
                                                                  np.ndarray]:
     """The workdir's vocabulary and its word2vec rows: built once, then always reloaded.
 
-    Both are kept in the run folder (vectors written before the vocabulary, so a vocabulary on
-    disk always has them), so a Stage I rerun after a kill before its first backup, or after
-    --overwrite, starts from the same word layer as the first attempt.
+    Nothing is written here: `save_vocabulary` keeps them once the stage is sure to start, so a
+    start that fails (a bad weights file, say) leaves the run folder as it was.
     """
     vocab_file = run_folder.path(config.workdir, run_folder.VOCAB)
     vectors_file = run_folder.path(config.workdir, run_folder.WORD_VECTORS)
@@ -39,20 +38,28 @@ def prepare_vocabulary(config: Config, train_records, log=print) -> tuple[tokeni
         # A run folder from before the vectors were kept: the same seed rebuilds the same ones.
         matrix, _ = _word_vectors(config, tokenizer.tokenize_py(
             [c for r in train_records for c in r.captions]), vocab)
-        _save_array(vectors_file, matrix)
-        log(f"vocabulary: {len(vocab)} entries from {vocab_file}; word vectors rebuilt → "
-            f"{vectors_file}")
+        log(f"vocabulary: {len(vocab)} entries from {vocab_file}; word vectors rebuilt (kept in "
+            f"{vectors_file})")
         return vocab, matrix
     tokenized = tokenizer.tokenize_py([c for r in train_records for c in r.captions])
     vocab, matrix, missing = _build_vocabulary(config, tokenized)
     log(f"vocabulary: {len(vocab)} entries ({missing} without word2vec vectors, initialised "
         "from the vectors' mean/std)")
-    os.makedirs(config.workdir, exist_ok=True)
-    _save_array(vectors_file, matrix)
-    tmp = f"{vocab_file}.tmp-{os.getpid()}"
-    vocab.save(tmp)
-    os.replace(tmp, vocab_file)
     return vocab, matrix
+
+
+def save_vocabulary(config: Config, vocab: tokenizer.Vocabulary, matrix: np.ndarray) -> None:
+    """Keep what `prepare_vocabulary` returned, where the run folder lacks it: the vectors first,
+    so a vocabulary on disk always has them."""
+    vocab_file = run_folder.path(config.workdir, run_folder.VOCAB)
+    vectors_file = run_folder.path(config.workdir, run_folder.WORD_VECTORS)
+    os.makedirs(config.workdir, exist_ok=True)
+    if not os.path.exists(vectors_file):
+        _save_array(vectors_file, matrix)
+    if not os.path.exists(vocab_file):
+        tmp = f"{vocab_file}.tmp-{os.getpid()}"
+        vocab.save(tmp)
+        os.replace(tmp, vocab_file)
 
 
 def _word_vector_source(config: Config, tokenized):
