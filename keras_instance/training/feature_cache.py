@@ -4,7 +4,8 @@ In Stage I the backbone never changes, yet the authors' code recomputes it for h
 epochs. Here it runs once over K views of every image (view 0: the whole image; views 1..K−1:
 random crops and flips as in training), and Stage I trains the head, text CNN and classifier
 from the stored arrays. The file name carries everything the features depend on, so a changed
-backbone, weight file, size, view count or image list never reuses a stale cache.
+backbone, weight file, size, view count or image list never reuses a stale cache; a build
+killed part-way resumes where it stopped (`cache_file`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_instance.data import pipeline
+from keras_instance.training import cache_file
 
 
 def weights_fingerprint(model: keras.Model) -> str:
@@ -99,17 +101,28 @@ def progress_reporter(total: int, what: str, done: int = 0):
 
 def cached_features(cache_dir: str, backbone: keras.Model, backbone_name: str,
                     image_paths, image_size: int, views: int = 1, flip: bool = True,
-                    crop_scale=(0.8, 1.0), seed: int = 0) -> np.ndarray:
-    """Load the features for these settings from `cache_dir`, computing and storing them once."""
+                    crop_scale=(0.8, 1.0), seed: int = 0, batch_size: int = 64, log=print,
+                    on_chunk=None) -> np.ndarray:
+    """Load the features for these settings from `cache_dir`, computing and storing them once
+    (`cache_file.build`: a killed build resumes where it stopped)."""
     key = cache_key(image_paths, backbone, image_size, views, flip, crop_scale, seed)
     path = os.path.join(cache_dir, f"{backbone_name}_{image_size}px_{views}views_{key}.npy")
     if os.path.exists(path):
-        print(f"feature cache: loading {path}")
+        log(f"feature cache: loading {path}")
         return np.load(path)
-    print(f"feature cache: computing {views} view(s) of {len(image_paths)} images → {path}")
-    features = compute_features(backbone, image_paths, image_size, views, flip, crop_scale, seed)
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = path + ".tmp.npy"
-    np.save(tmp, features)
-    os.replace(tmp, path)  # a half-written cache is never picked up
-    return features
+    predict = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
+    shape = (len(image_paths), views, int(backbone.output.shape[-1]))
+
+    def batches(start):
+        for batch in view_batches(image_paths, image_size, views, flip, crop_scale, seed,
+                                  batch_size, start=start):
+            n = int(batch.shape[0])
+            flat = tf.reshape(batch, [-1, image_size, image_size, 3])
+            yield predict(flat).numpy().reshape(n, views, -1)
+
+    cache_file.build(path, shape, np.float32, batches, "feature cache",
+                     f"computing {views} view(s) of {len(image_paths)} images", log=log,
+                     report=lambda done: progress_reporter(len(image_paths), "feature cache",
+                                                           done),
+                     on_chunk=on_chunk)
+    return np.load(path)

@@ -7,10 +7,10 @@ image, then random crops/flips as in training, the Stage I cache's views), and t
 trainable suffix, heads and text CNN from the stored maps.
 
 Storage: one float16 .npy of shape [N, views, h, w, c], memory-mapped, so maps larger than
-memory (ResNet-50's conv4 output is 14×14×1024 per view) stream from disk. The build writes a
-`.partial.npy` beside a `.partial.json` that counts finished images; a killed build resumes
-where it stopped and gives the same file. The name carries a hash of everything the maps depend
-on (prefix weights, split layer, size, views, augmentation, seed, image list).
+memory (ResNet-50's conv4 output is 14×14×1024 per view) stream from disk; built by
+`cache_file.build`, so a killed build resumes where it stopped and gives the same file. The
+name carries a hash of everything the maps depend on (prefix weights, split layer, size, views,
+augmentation, seed, image list).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_instance.model.backbones import SplitBackbone
+from keras_instance.training import cache_file
 from keras_instance.training.feature_cache import (
     progress_reporter,
     view_batches,
@@ -59,54 +60,24 @@ def prefix_maps(cache_dir: str, backbone_name: str, split: SplitBackbone, image_
     if os.path.exists(path):
         log(f"prefix cache: loading {path}")
         return np.load(path, mmap_mode="r")
-    os.makedirs(cache_dir, exist_ok=True)
-    partial, progress = path[:-4] + ".partial.npy", path[:-4] + ".partial.json"
     shape = (len(image_paths), views, *split.map_shape)
-    done = _resumable(partial, progress, shape)
-    if done:
-        maps = np.lib.format.open_memmap(partial, mode="r+")
-        log(f"prefix cache: resuming at image {done} of {len(image_paths)} → {path}")
-    else:
-        maps = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
-        log(f"prefix cache: {views} view(s) of {len(image_paths)} images through the frozen "
-            f"{backbone_name} up to {split.layer} ({'×'.join(map(str, split.map_shape))} "
-            f"float16 per view, {maps.nbytes / 2**30:.1f} GiB) → {path}")
     predict = tf.function(lambda x: split.prefix(x, training=False), reduce_retracing=True)
-    report = progress_reporter(len(image_paths), "prefix cache", done)
-    row = done
-    for batch in view_batches(image_paths, image_size, views, flip, crop_scale, seed,
-                              batch_size, start=done):
-        n = int(batch.shape[0])
-        flat = tf.reshape(batch, [-1, image_size, image_size, 3])
-        maps[row:row + n] = predict(flat).numpy().reshape(n, views, *split.map_shape)
-        row += n
-        report(n)
-        if row // CHUNK_IMAGES != (row - n) // CHUNK_IMAGES or row == len(image_paths):
-            maps.flush()
-            _write_progress(progress, row, shape)
-            if on_chunk:
-                on_chunk(row)
-    maps.flush()
-    del maps
-    os.replace(partial, path)
-    os.remove(progress)
+
+    def batches(start):
+        for batch in view_batches(image_paths, image_size, views, flip, crop_scale, seed,
+                                  batch_size, start=start):
+            n = int(batch.shape[0])
+            flat = tf.reshape(batch, [-1, image_size, image_size, 3])
+            yield predict(flat).numpy().reshape(n, views, *split.map_shape)
+
+    cache_file.build(path, shape, np.float16, batches, "prefix cache",
+                     f"{views} view(s) of {len(image_paths)} images through the frozen "
+                     f"{backbone_name} up to {split.layer} "
+                     f"({'×'.join(map(str, split.map_shape))} float16 per view)", log=log,
+                     report=lambda done: progress_reporter(len(image_paths), "prefix cache",
+                                                           done),
+                     on_chunk=on_chunk, chunk_rows=CHUNK_IMAGES)
     return np.load(path, mmap_mode="r")
-
-
-def _resumable(partial: str, progress: str, shape: tuple) -> int:
-    """Images already done by an interrupted build of this very cache (0: start afresh)."""
-    if not (os.path.exists(partial) and os.path.exists(progress)):
-        return 0
-    with open(progress) as f:
-        state = json.load(f)
-    return int(state["done"]) if tuple(state.get("shape", ())) == shape else 0
-
-
-def _write_progress(progress: str, done: int, shape: tuple) -> None:
-    tmp = progress + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"done": done, "shape": list(shape)}, f)
-    os.replace(tmp, progress)
 
 
 def features_from_maps(split: SplitBackbone, maps: np.ndarray, batch_size: int = 256,
