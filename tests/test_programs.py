@@ -3,9 +3,16 @@
 The whole workflow (demo data → train I, II on 2 logical CPU replicas → evaluate → export →
 index → serve → query) runs in tests/test_own_data.py, from README's own commands.
 """
+import shutil
+import subprocess
+import sys
+
 import pytest
+from conftest import ROOT
 from conftest import TINY_FLAGS as TINY
 from conftest import run_program as run
+
+from keras_instance import run_folder
 
 
 def test_a_program_refuses_a_flag_it_would_ignore(tmp_path):
@@ -40,3 +47,26 @@ def test_evaluate_without_training_says_what_to_do(tmp_path):
     proc = run("keras_instance.cli.evaluate", f"--workdir={tmp_path}", check=False)
     assert proc.returncode != 0
     assert "train a model into this workdir first" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("program", ["train", "evaluate", "export", "index", "embed"])
+def test_a_bad_flag_is_answered_before_tensorflow_loads(program):
+    """Flags are parsed first (keras_instance.load_library comes after): a typo costs no
+    TensorFlow start-up."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m",
+                          f"keras_instance.cli.{program}", "--no_such_flag=1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "no_such_flag" in out.stderr, out.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "keras_instance.config" in imported  # the listing is real
+    assert not {"tensorflow", "keras"} & imported, sorted(imported)
+
+
+def test_evaluate_says_when_stage_one_stands_in_for_stage_two(copy_run):
+    shutil.rmtree(run_folder.stage_dir(copy_run, 2))
+    out = run("keras_instance.cli.evaluate", f"--workdir={copy_run}", "--split=test")
+    assert "Stage II has not been trained, so this is Stage I" in out.stdout, out.stdout
+    out = run("keras_instance.cli.evaluate", f"--workdir={copy_run}", "--split=test",
+              "--stage=1")
+    assert "so this is Stage I" not in out.stdout, out.stdout

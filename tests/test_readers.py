@@ -531,3 +531,18 @@ def test_real_flickr8k_lists_give_the_authors_flickr30k_counts(tmp_path):
         "".join(f"{p}.jpg#0\tA photo .\n" for p in photos))
     records = read_dataset("flickr30k", tmp_path, check_images=False)
     assert splits_of(records) == {"train": 29783, "val": 1000, "test": 1000}
+
+
+def test_manifest_problems_name_the_file_and_line(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    lines = [{"image": "a.png", "captions": ["a red square"], "split": "train"},
+             {"image": "missing.png", "captions": ["a blue circle"], "split": "train"},
+             {"image": "a.png", "id": "b", "captions": ["  "], "split": "test"}]
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines[:1]) + "\n\n"
+                    + "\n".join(json.dumps(line) for line in lines[1:]) + "\n")
+    with pytest.raises(DatasetError) as err:
+        validate_records(read_manifest(path), str(path))
+    message = str(err.value)
+    assert f"missing.png ({path}, line 3)" in message, message  # line 2 is blank
+    assert f"({path}, line 4) caption #0" in message, message

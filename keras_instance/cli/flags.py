@@ -73,9 +73,9 @@ def _registry_keys(kind: str | None):
     if kind == "datasets":
         from keras_instance.data import readers
         return tuple(readers.DATASET_READERS)
-    if kind == "backbones":
-        from keras_instance.model import backbones
-        return backbones.BACKBONES
+    if kind == "backbones":  # listed without importing TensorFlow (model.backbones checks it)
+        from keras_instance.model.backbone_names import BACKBONE_NAMES
+        return BACKBONE_NAMES
     return None
 
 

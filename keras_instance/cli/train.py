@@ -25,6 +25,8 @@ flags.DEFINE_integer("num_cpu_replicas", 0, "Without GPUs: split the CPU into N 
 
 def main(argv):
     del argv
+    import keras_instance
+    keras_instance.load_library()  # TensorFlow, quietly, once the flags are parsed
     from keras_instance.training import distribute  # logical devices must precede any TF op
     distribute.use_cpu_replicas(FLAGS.num_cpu_replicas)
 

@@ -468,13 +468,14 @@ def read_manifest(path: str | os.PathLike) -> list[Record]:
     record's index, shifted past the largest explicit label when some lines give one).
     """
     path = _require_file(Path(path), f"a JSON-Lines manifest ({_MANIFEST_FORMAT})")
-    rows = [_manifest_line(path, number, line)
+    rows = [(number, *_manifest_line(path, number, line))
             for number, line in _read_lines(path) if line.strip()]
     explicit = [label for *_, label in rows if label is not None]
     offset = max(explicit) + 1 if explicit else 0
     return [Record(image_id=i, image_path=p, captions=tuple(c), split=s,
-                   label=label if label is not None else offset + n)
-            for n, (i, p, c, s, label) in enumerate(rows)]
+                   label=label if label is not None else offset + n,
+                   origin=f"{path}, line {number}")
+            for n, (number, i, p, c, s, label) in enumerate(rows)]
 
 
 def _manifest_line(path: Path, number: int, line: str):

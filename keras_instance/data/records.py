@@ -30,6 +30,7 @@ class Record:
     captions: tuple[str, ...]
     label: int
     split: str
+    origin: str = dataclasses.field(default="", compare=False)  # "file, line N" where known
 
     def __post_init__(self):
         # Readers build captions from lists; a frozen record must hold an immutable tuple.
@@ -128,7 +129,8 @@ def _image_status(path: str) -> tuple[str, str] | None:
 
 
 def _who(r: Record) -> str:
-    return f"id={r.image_id!r} path={r.image_path}"
+    where = f" ({r.origin})" if r.origin else ""
+    return f"id={r.image_id!r} path={r.image_path}{where}"
 
 
 def _format_report(source: str, total: int, problems: dict[str, list[str]],

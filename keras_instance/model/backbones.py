@@ -21,6 +21,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from keras_instance.model.backbone_names import BACKBONE_NAMES
+
 
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
@@ -155,6 +157,9 @@ def _tiny_cnn(x, weights, input_shape, sync_bn=False, width: int = 32, **_):
 
 
 BACKBONES = tuple(BACKBONE_SPECS)
+if BACKBONES != BACKBONE_NAMES:  # the flag choices are listed without importing this module
+    raise RuntimeError(f"model/backbone_names.py lists {BACKBONE_NAMES}, the registry holds "
+                       f"{BACKBONES}: keep them the same")
 
 
 def build_backbone(name: str, weights: str | None = None, input_shape=(224, 224, 3),
