@@ -65,6 +65,26 @@ def test_shard_format_round_trip_and_refusals(tmp_path):
         es.read_shards(str(tmp_path / "a"))
 
 
+def test_progress_is_one_line_per_chunk_in_a_log_and_a_redrawn_line_on_a_terminal(capsys):
+    from keras_instance.embedding.local_job import Progress, duration
+    assert [duration(s) for s in (7, 130, 7380)] == ["7s", "2m10s", "2h03m"]
+    lines = []
+    log = Progress(10, 2, 3, lines.append, terminal=False)
+    log.batch_done(2)
+    log.chunk_done(1, 4, 1)
+    assert len(lines) == 1 and re.fullmatch(r"chunk 2/3: 4 items \(1 skipped\), \d+ items/s, "
+                                            r"ETA \S+", lines[0]), lines
+    assert capsys.readouterr().out == ""
+    bar = Progress(10, 2, 3, lines.append, terminal=True)
+    bar.batch_done(3)
+    bar.log("skipped bad.jpg: empty (zero bytes)")
+    out = capsys.readouterr().out
+    # drawn, cleared for the message, drawn again
+    line = r"\r\x1b\[K5/10 items, \d+ items/s, ETA \S+"
+    assert re.fullmatch(line + r"\r\x1b\[K" + line, out), repr(out)
+    assert lines[-1] == "skipped bad.jpg: empty (zero bytes)"
+
+
 # --- the job ------------------------------------------------------------------------------------
 
 def _gallery(folder, trained_run, copies=1):
@@ -220,6 +240,7 @@ def test_a_job_killed_part_way_finishes_on_rerun_with_every_item_once(trained_ru
     lines = re.findall(r"^chunk (\d+)/32: 4 items, \d+ items/s, ETA \S+$", rerun.stdout, re.M)
     assert len(lines) == 32 - len(written) and "\x1b[" not in rerun.stdout
 
+    assert not [n for n in os.listdir(out) if ".tmp-" in n]  # a half-written chunk is removed
     resumed = es.read_shards(out)
     source = items.open_source(f"folder:{folder}")
     assert len(resumed.ids) == 128 == len(set(resumed.ids))

@@ -79,6 +79,9 @@ def plan(out: str, source: ItemSource, spec: EncoderSpec, chunk_size: int | None
                                     len(source), chunk_size or DEFAULT_CHUNK_SIZE,
                                     command=command)
         shards.write_header(out, header)
+    for name in os.listdir(out):  # left by a job killed while writing (one job per folder)
+        if ".npz.tmp-" in name:
+            os.remove(os.path.join(out, name))
     return Plan(out, header, shards.missing_chunks(out, header))
 
 
@@ -91,11 +94,15 @@ def _reason(err: tf.errors.OpError) -> str:
     return re.sub(r"^images\[\d+\]:? ?(is )?|\s*\[Op:.*$", "", text.strip())
 
 
-def embed_items(encoder: Encoder, loaded: list[Loaded], batch_size: int) -> np.ndarray:
+def embed_items(encoder: Encoder, loaded: list[Loaded], batch_size: int,
+                on_batch=None) -> np.ndarray:
     """Embeddings [n, D] of the items without an error. A batch that fails is retried item by
-    item, so a bad image only sets its own `error` (InvalidArgumentError: checks, decoding)."""
+    item, so a bad image only sets its own `error` (InvalidArgumentError: checks, decoding).
+    `on_batch(n)` is told the items of each batch done (progress)."""
     rows = []
     for start in range(0, len(loaded), batch_size):
+        if on_batch and start:
+            on_batch(batch_size)
         batch = [item for item in loaded[start:start + batch_size] if not item.error]
         if not batch:
             continue
@@ -113,12 +120,13 @@ def embed_items(encoder: Encoder, loaded: list[Loaded], batch_size: int) -> np.n
 
 
 def embed_chunk(plan_: Plan, index: int, source: ItemSource, encoder: Encoder,
-                batch_size: int = DEFAULT_BATCH_SIZE, log=print) -> tuple[int, int]:
+                batch_size: int = DEFAULT_BATCH_SIZE, log=print, on_batch=None
+                ) -> tuple[int, int]:
     """Embed chunk `index` and write its file (atomically); (rows, skipped). Skipped items are
     logged one line each, with their path, and listed in the chunk."""
     start = index * plan_.chunk_size
     loaded = source.load(start, min(start + plan_.chunk_size, len(source)))
-    embeddings = embed_items(encoder, loaded, batch_size)
+    embeddings = embed_items(encoder, loaded, batch_size, on_batch)
     good = [x.item for x in loaded if not x.error]
     skipped = [dict(id=x.item.id, path=x.item.path, error=x.error) for x in loaded if x.error]
     for s in skipped:

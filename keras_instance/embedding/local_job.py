@@ -2,8 +2,8 @@
 
 Resumable by construction: chunk files appear whole (written, then renamed) and the header fixes
 the item order, so a job killed at any moment and run again embeds only the chunks that are not
-on disk yet, and every item ends up in exactly one chunk. Progress: a bar with ETA on a
-terminal; in a redirected log one plain line per chunk
+on disk yet, and every item ends up in exactly one chunk. Progress: items/s and ETA on one
+line redrawn after each batch on a terminal; in a redirected log one plain line per chunk
 ("chunk 3/40: 4096 items, 212 items/s, ETA 2m10s").
 """
 from __future__ import annotations
@@ -24,29 +24,52 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """Items/s and ETA over this run's chunks: a keras Progbar on a terminal, else a line each."""
+    """Items/s and ETA over this run's work. On a terminal one line redrawn after every batch;
+    in a redirected log one plain line per chunk. `log` prints a message above the line."""
 
     def __init__(self, total_items: int, done_items: int, num_chunks: int, log=print,
                  terminal: bool | None = None):
-        self.total, self.done, self.num_chunks, self.log = total_items, done_items, num_chunks, log
-        self.start, self.embedded = time.monotonic(), 0
-        self.bar = None
-        if sys.stdout.isatty() if terminal is None else terminal:
-            import keras
-            self.bar = keras.utils.Progbar(total_items, unit_name="item")
-            self.bar.update(done_items)
+        self.total, self.done, self.num_chunks, self._print = (total_items, done_items,
+                                                               num_chunks, log)
+        self.start, self.embedded, self.partial = time.monotonic(), 0, 0
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
+
+    def _rate_eta(self, extra: int = 0) -> tuple[float, str]:
+        rate = (self.embedded + extra) / max(time.monotonic() - self.start, 1e-9)
+        left = self.total - self.done - extra
+        return rate, (duration(left / rate) if rate else "?")
+
+    def _draw(self) -> None:
+        rate, eta = self._rate_eta(self.partial)
+        sys.stdout.write(f"\r\x1b[K{self.done + self.partial}/{self.total} items, "
+                         f"{rate:.0f} items/s, ETA {eta}")
+        sys.stdout.flush()
+
+    def log(self, message: str) -> None:
+        if self.terminal:
+            sys.stdout.write("\r\x1b[K")
+        self._print(message)
+        if self.terminal:
+            self._draw()
+
+    def batch_done(self, items: int) -> None:
+        self.partial += items
+        if self.terminal:
+            self._draw()
 
     def chunk_done(self, index: int, items: int, skipped: int) -> None:
-        self.done += items
-        self.embedded += items
-        rate = self.embedded / max(time.monotonic() - self.start, 1e-9)
-        if self.bar is not None:
-            self.bar.update(self.done)
+        self.done, self.embedded, self.partial = self.done + items, self.embedded + items, 0
+        if self.terminal:
+            self._draw()
             return
-        eta = duration((self.total - self.done) / rate) if rate else "?"
+        rate, eta = self._rate_eta()
         extra = f" ({skipped} skipped)" if skipped else ""
-        self.log(f"chunk {index + 1}/{self.num_chunks}: {items} items{extra}, "
-                 f"{rate:.0f} items/s, ETA {eta}")
+        self._print(f"chunk {index + 1}/{self.num_chunks}: {items} items{extra}, "
+                    f"{rate:.0f} items/s, ETA {eta}")
+
+    def close(self) -> None:
+        if self.terminal:
+            sys.stdout.write("\n")
 
 
 def run(out: str, source: ItemSource, spec: EncoderSpec, chunk_size: int | None = None,
@@ -72,9 +95,11 @@ def run(out: str, source: ItemSource, spec: EncoderSpec, chunk_size: int | None 
         encoder = encoder or spec.load()
         progress = Progress(len(source), len(source) - left, n, log, terminal)
         for index in plan.missing:
-            got, bad = job.embed_chunk(plan, index, source, encoder, batch_size, log)
+            got, bad = job.embed_chunk(plan, index, source, encoder, batch_size, progress.log,
+                                       progress.batch_done)
             rows, skipped = rows + got, skipped + bad
             progress.chunk_done(index, got + bad, bad)
+        progress.close()
     seconds = time.monotonic() - start
     log(f"done: {out} holds all {n} chunks ({rows} rows embedded now, {skipped} items skipped "
         f"now, {duration(seconds)})")
