@@ -41,15 +41,21 @@ flags.DEFINE_integer("stage", None, "Run-folder stage to use (default: the lates
 flags.DEFINE_enum("engine", "local", ["local", "beam"],
                   "local: this process; beam: an Apache Beam pipeline (unknown flags are "
                   "passed to Beam as pipeline options).")
-flags.mark_flags_as_required(["images", "out"])
 
 
 def parse(argv):
-    """absl's flags, and the rest (Beam pipeline options with --engine=beam)."""
+    """absl's flags, and the rest: Beam pipeline options with --engine=beam, else an error
+    (before TensorFlow loads, like every program's flag mistakes)."""
     try:
         rest = FLAGS(argv, known_only=True)
     except flags.Error as err:
         sys.exit(f"error: {err}\nSee --help.")
+    if rest[1:] and FLAGS.engine != "beam":
+        sys.exit(f"error: unknown flag(s) {' '.join(rest[1:])} (Beam pipeline options need "
+                 "--engine=beam)\nSee --help.")
+    missing = [f"--{name}" for name in ("images", "out") if not FLAGS[name].value]
+    if missing:
+        sys.exit(f"error: {' and '.join(missing)} must be given\nSee --help.")
     return rest
 
 
@@ -60,10 +66,7 @@ def main(argv):
 def run(beam_args):
     from keras_instance.embedding import items
     from keras_instance.embedding.encoder import EncoderSpec
-    if beam_args and FLAGS.engine != "beam":
-        raise ValueError(f"unknown flag(s) {' '.join(beam_args)} (pipeline options need "
-                         "--engine=beam)")
-    kind, _ = items.parse_spec(FLAGS.images)  # fail fast, before anything loads
+    kind, _ = items.parse_spec(FLAGS.images)  # fail fast, before a model loads
     records = None
     if kind == "split":
         from keras_instance.config import Config
