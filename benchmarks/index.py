@@ -75,6 +75,9 @@ def parse_args():
     p.add_argument("--spread", type=float, default=1.0, help="noise norm around a centre")
     p.add_argument("--query_noise", type=float, default=0.6, help="noise norm of a query")
     p.add_argument("--nprobes", default="", help="default: nlist/64, nlist/32, nlist/16")
+    p.add_argument("--nlist_scale", default="256:4,1024:2",
+                   help="nlist = scale x sqrt(N) per dimension (the library's default is 4; 2 at "
+                        "1024-d keeps k-means and assignment to minutes on 2 cores)")
     p.add_argument("--queries", type=int, default=200, help="queries for recall")
     p.add_argument("--repeats", type=int, default=40, help="timed calls of 1 query")
     p.add_argument("--batch_repeats", type=int, default=8, help="timed calls of 64 queries")
@@ -84,6 +87,8 @@ def parse_args():
     if args.quick:
         args.size, args.dims, args.repeats, args.batch_repeats = 100_000, "256", 20, 4
     args.dims = [int(d) for d in args.dims.split(",") if d]
+    args.nlist_scale = dict(pair.split(":") for pair in args.nlist_scale.split(",") if pair)
+    args.nlist_scale = {int(d): float(v) for d, v in args.nlist_scale.items()}
     return args
 
 
@@ -242,29 +247,31 @@ def print_table(title, rows):
           "faiss IVF p50 at the same nprobe (1 / 64)")
 
 
-def run_gallery(args, title, rows, queries, tmp):
-    nlist = ivf.default_nlist(len(rows))
+def run_gallery(args, title, rows, queries, tmp, nlist_scale=4.0):
+    nlist = max(1, min(len(rows), int(round(nlist_scale * np.sqrt(len(rows))))))
     args.nprobe_list = ([int(p) for p in args.nprobes.split(",")] if args.nprobes else
                         sorted({max(1, round(nlist / d)) for d in (64, 32, 16)}))
-    print(f"{title}: nlist {nlist}, nprobes {args.nprobe_list}", flush=True)
+    print(f"{title}: nlist {nlist} ({nlist_scale:g} sqrt(N)), nprobes {args.nprobe_list}",
+          flush=True)
     t = time.perf_counter()
     truth = exact_top(queries, rows)
     print(f"  ground truth (NumPy) {time.perf_counter() - t:.1f} s", flush=True)
     results = saved_rows(args, "exact SavedModel", rows, queries, truth, dict(index="exact"), tmp)
     t = time.perf_counter()
-    centroids = ivf.train_centroids(rows, nlist)
+    lists = ivf.build_lists(rows, nlist)
     kmeans = time.perf_counter() - t
-    print(f"  k-means (scikit-learn, {nlist} centroids) {kmeans:.1f} s", flush=True)
+    print(f"  IVF lists (scikit-learn k-means on {min(len(rows), ivf.TRAIN_PER_LIST * nlist)} "
+          f"rows, then every row assigned) {kmeans:.1f} s", flush=True)
     for storage in ("float32", "float16", "int8"):
         got = saved_rows(args, f"IVF {storage}", rows, queries, truth,
-                         dict(index="ivf", storage=storage, centroids=centroids), tmp)
+                         dict(index="ivf", storage=storage, lists=lists), tmp)
         for r in got:
             r["build"] += kmeans
         results += got if storage == "float32" else got[len(got) // 2:len(got) // 2 + 1]
-    results += faiss_rows(args, rows, queries, truth, centroids)
+    results += faiss_rows(args, rows, queries, truth, lists.centroids)
     for r in results:
         r["size"] = len(rows)
-    print_table(f"{title} (build s of IVF rows include the k-means; faiss IVF: add only)",
+    print_table(f"{title} (build s: IVF rows include k-means + assignment; faiss IVF: add only)",
                 results)
     return results
 
@@ -290,7 +297,7 @@ def main():
             queries = near(rows, max(args.queries, 64 + args.repeats), args.query_noise)
             run_gallery(args, f"synthetic {args.size:,} x {dim} ({args.clusters} clusters, "
                         f"spread {args.spread}, query noise {args.query_noise})", rows, queries,
-                        tmp)
+                        tmp, nlist_scale=args.nlist_scale.get(dim, 4.0))
             del rows, queries
             gc.collect()
             print(f"load average now: {os.getloadavg()}", flush=True)

@@ -78,15 +78,31 @@ def _var(value, name, dtype=None) -> tf.Variable:
     return tf.Variable(tf.constant(value, dtype=dtype), trainable=False, name=name)
 
 
+def _stored_rows(embeddings: np.ndarray, order: np.ndarray, storage: str, chunk: int = 65536):
+    """(rows, scale) variables: embeddings[order], quantised, written chunk by chunk into the
+    variable (peak memory: the input and the variable, no sorted or tensor copy of the whole)."""
+    size, dim = embeddings.shape
+    if storage not in ivf.STORAGES:
+        raise ValueError(f"storage {storage!r}: choose from {', '.join(ivf.STORAGES)}")
+    rows = tf.Variable(tf.zeros([size, dim], storage), trainable=False, name="rows")
+    scale = np.empty(size, np.float32)
+    for start in range(0, size, chunk):
+        values, scale[start:start + chunk] = ivf.quantize(
+            embeddings[order[start:start + chunk]], storage)
+        rows[start:start + len(values)].assign(values)
+    return rows, _var(scale, "scale")
+
+
 class GalleryIndex(tf.Module):
     """Gallery rows [G, D] (L2-normalised) with ids and metadata, stored sorted by IVF list.
 
-    `centroids` reuses trained IVF centroids (e.g. one k-means for several storages)."""
+    `lists` reuses IVF lists built for these rows (`ivf.build_lists`: one k-means and one
+    assignment for several storages)."""
 
     def __init__(self, embeddings: np.ndarray, ids, paths=None, captions=None, tags=None,
                  index: str = "auto", storage: str = "float32", nlist: int | None = None,
                  nprobe: int | None = None, max_k: int = DEFAULT_MAX_K, seed: int = 0,
-                 header: dict | None = None, centroids: np.ndarray | None = None):
+                 header: dict | None = None, lists: ivf.InvertedLists | None = None):
         super().__init__(name="gallery_index")
         embeddings = np.asarray(embeddings, np.float32)
         size, dim = embeddings.shape
@@ -101,16 +117,15 @@ class GalleryIndex(tf.Module):
             raise ValueError(f"max_k must be >= 1, got {max_k}")
         self.kind, self.storage = choose_kind(index, size), storage
         self.size, self.dim, self.max_k = size, dim, int(max_k)
-        lists = (ivf.build_lists(embeddings, nlist, seed, centroids) if self.kind == "ivf"
-                 else ivf.exact_lists(size, dim))
+        if self.kind == "exact":
+            lists = ivf.exact_lists(size, dim)
+        elif lists is None:
+            lists = ivf.build_lists(embeddings, nlist, seed)
         self.nlist = lists.nlist
         self.nprobe = int(nprobe or default_nprobe(self.nlist)) if self.kind == "ivf" else 1
         order = lists.order
-        identity = self.kind == "exact"  # exact_lists keeps the input order: no sorted copy
-        values, scale = ivf.quantize(embeddings if identity else embeddings[order], storage)
+        self.rows, self.scale = _stored_rows(embeddings, order, storage)
         del embeddings
-        self.rows = _var(values, "rows")
-        self.scale = _var(scale, "scale")
         self.row_order = _var(order, "row_order")        # storage position -> input position
         self.centroids = _var(lists.centroids, "centroids")
         self.offsets = _var(lists.offsets, "offsets")

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 STORAGES = ("float32", "float16", "int8")
-TRAIN_PER_LIST = 64       # k-means sample: rows per centroid (faiss warns below 39, caps at 256)
+TRAIN_PER_LIST = 40       # k-means sample: rows per centroid (faiss warns below 39, caps at 256)
 KMEANS_ITERATIONS = 10    # faiss's IndexIVF trains its coarse quantizer with 10 iterations
 
 
