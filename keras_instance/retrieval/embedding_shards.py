@@ -55,6 +55,8 @@ def _atomic_write(path: str, write) -> str:
     try:
         with open(tmp, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the name appears, even across a crash
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
