@@ -43,8 +43,23 @@ DEFAULT_LR_MULTIPLIERS = {
     "word": 0.001,       # first text layer, initialised from word2vec
     "bn_gamma": 0.2,
     "bn_beta": 0.1,
-    "backbone": 0.001,   # Stage II only: effective 1e-4 at global 0.1
+    # The backbone (Stage II only). Their Stage II scripts (resnet52_new_hope_word_Rankloss.m,
+    # coco_/cuhk_word2_Rankloss.m) give parameters 1-213 of their MatConvNet ResNet-50 0.02 when
+    # even-numbered, 0.001 when odd, and parameter 1 1e-4. In dagnn's parameter order (layer by
+    # layer: conv1 filter, conv1 bias, then each BN's multiplier, bias, moments and each later
+    # conv's one filter: 2 + 3 + 52 × 4 = 213) that is, per variable kind:
+    "backbone_stem": 1e-4,     # the first conv's kernel (their parameter 1)
+    "backbone_kernel": 0.02,   # every other conv kernel (even-numbered): effective 2e-3
+    "backbone_bias": 0.02,     # conv biases (their conv1 bias, parameter 2)
+    "backbone_gamma": 0.001,   # BN γ (odd-numbered)
+    "backbone_beta": 0.02,     # BN β (even-numbered)
+    # Backbone variables of no kind group: VGG-19's kernels (odd-numbered in their VGG order:
+    # filter, bias per layer), and every backbone variable of a run whose multipliers predate
+    # the kind groups (this project's single backbone multiplier until 2026-12).
+    "backbone": 0.001,
 }
+BACKBONE_KIND_GROUPS = ("backbone_stem", "backbone_kernel", "backbone_bias", "backbone_gamma",
+                        "backbone_beta")
 
 CONFIG_VERSION = 3
 # Version 1 (no "config_version") was written before these fields existed: it loads with the
@@ -348,12 +363,29 @@ class Config:
             flat["dataset"] = V1_DATASETS.get(flat.get("dataset"), flat.get("dataset"))
         if "precision" not in flat and "mixed_precision" in flat:  # versions 1-2
             flat["precision"] = "mixed" if flat["mixed_precision"] else "float32"
+        if isinstance(flat.get("lr_multipliers"), dict):
+            flat["lr_multipliers"] = _with_kind_groups(flat["lr_multipliers"], flat)
         flat["config_version"] = CONFIG_VERSION
         return cls().replace(**{k: v for k, v in flat.items() if k in FIELD_GROUP})
 
     @classmethod
     def load(cls, workdir: str) -> "Config":
         return cls.load_from(os.path.join(workdir, "config.json"))
+
+
+def _with_kind_groups(saved: dict, flat: dict) -> dict:
+    """Multipliers saved before the backbone kind groups existed: the kinds take the run's own
+    `backbone` value (what its backbone trained with), or, where the backbone never trains
+    (frozen in both stages), today's defaults, which nothing reads (so a finished frozen run is
+    not refused over groups it does not use)."""
+    if all(group in saved for group in BACKBONE_KIND_GROUPS):
+        return saved
+    frozen = (flat.get("stage1_freeze_backbone", True)
+              and flat.get("stage2_freeze_backbone", False))
+    fill = {g: (DEFAULT_LR_MULTIPLIERS[g] if frozen
+                else saved.get("backbone", DEFAULT_LR_MULTIPLIERS["backbone"]))
+            for g in BACKBONE_KIND_GROUPS}
+    return {**saved, **{g: v for g, v in fill.items() if g not in saved}}
 
 
 def _group_fields():

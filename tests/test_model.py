@@ -354,8 +354,11 @@ def test_variable_groups(dual):
     assert groups[id(enc.get_layer("text_s1b1_b").kernel)] == "new"
     assert groups[id(dual.image_head.get_layer("image_fc1").kernel)] == "new"
     assert groups[id(dual.image_head.get_layer("image_fc2").kernel)] == "new"
+    kinds = {"kernel": "backbone_kernel", "gamma": "backbone_gamma", "beta": "backbone_beta",
+             "moving_mean": "backbone", "moving_variance": "backbone"}
     for v in dual.backbone.weights:   # including the backbone's own BN layers
-        assert groups[id(v)] == "backbone", v.path
+        want = "backbone_stem" if v.path == "conv1/kernel" else kinds[v.name]
+        assert groups[id(v)] == want, v.path
     assert any(v is dual.backbone.get_layer("conv1_bn").gamma for v in dual.backbone.weights)
     # Every trainable variable of the full model belongs to some group.
     for v in dual.training_model().trainable_variables:

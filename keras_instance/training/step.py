@@ -10,22 +10,23 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_instance.model import losses
+from keras_instance.model import backbones, losses
 from keras_instance.model.dual_path import DualPath
 
 # weight_decay_on="kernels": the variables decayed (this project's first rule)
 _KERNELS = ("kernel", "embeddings", "depthwise_kernel")
 
 
-def variable_group(dual_backbone_ids: set, variable) -> str:
+def variable_group(dual_backbone_ids: set, variable, backbone_kinds: dict | None = None) -> str:
     """Learning-rate group of METHOD.md from where a variable lives and its name.
 
-    backbone (the keras.applications model), classifier (W; its bias: classifier_bias, at twice
-    W's rate as MatConvNet gives biases), word (the word2vec layer), bn_gamma / bn_beta (the
-    heads' and text CNN's BN), new (every other head / text CNN weight).
+    backbone variables: their kind group (`backbone_kind`, from `backbone_kinds`: id → group),
+    else "backbone"; classifier (W; its bias: classifier_bias, at twice W's learning rate as
+    MatConvNet gives biases), word (the word2vec layer), bn_gamma / bn_beta (the heads' and
+    text CNN's BN), new (every other head / text CNN weight).
     """
     if id(variable) in dual_backbone_ids:
-        return "backbone"
+        return (backbone_kinds or {}).get(id(variable), "backbone")
     layer = variable.path.split("/")[-2] if "/" in variable.path else ""
     if layer == "shared_classifier":
         return "classifier_bias" if variable.name == "bias" else "classifier"
@@ -34,17 +35,48 @@ def variable_group(dual_backbone_ids: set, variable) -> str:
     return {"gamma": "bn_gamma", "beta": "bn_beta"}.get(variable.name, "new")
 
 
+def backbone_kinds(backbone, backbone_name: str) -> dict[int, str]:
+    """id(variable) → the backbone kind group of each backbone variable.
+
+    The authors' Stage II rule is by MatConvNet parameter number (config.DEFAULT_LR_MULTIPLIERS):
+    in their ResNet-50 it gives the first conv's kernel `backbone_stem`, the other conv kernels
+    `backbone_kernel`, conv biases `backbone_bias`, BN γ / β `backbone_gamma` / `backbone_beta`.
+    Every conv + BN backbone here (ResNet, MobileNetV2, tiny_cnn) is read the same way. VGG-19
+    (no BN; their order: filter, bias per layer, filters odd-numbered) gives its kernels the
+    odd-numbered rate, the plain `backbone` group, its biases `backbone_bias`, and its first
+    kernel `backbone_stem`.
+    """
+    vgg = backbones.spec(backbone_name).kind == "fc"
+    kinds, stem_seen = {}, False
+    for v in backbone.weights:  # layer order: the first kernel is the first conv's
+        name = v.name
+        if name in ("kernel", "depthwise_kernel"):
+            kind = ("backbone_stem" if not stem_seen
+                    else "backbone" if vgg else "backbone_kernel")
+            stem_seen = True
+        else:
+            kind = {"bias": "backbone_bias", "gamma": "backbone_gamma",
+                    "beta": "backbone_beta"}.get(name, "backbone")
+        kinds[id(v)] = kind
+    return kinds
+
+
 def variable_groups(dual: DualPath) -> dict[int, str]:
     """id(variable) → learning-rate group (`variable_group`) for every weight of the model."""
     backbone_ids = {id(v) for v in dual.backbone.weights}
-    return {id(v): variable_group(backbone_ids, v)
+    kinds = backbone_kinds(dual.backbone, dual.backbone_name)
+    return {id(v): variable_group(backbone_ids, v, kinds)
             for part in (dual.backbone, dual.image_head, dual.text_encoder, dual.classifier)
             for v in part.weights}
 
 
 def group_multiplier(multipliers: dict, group: str) -> float:
+    """The multiplier of `group`; a backbone kind group missing from `multipliers` (what a
+    caller built before the kind groups passes) falls back to `backbone`."""
     if group == "classifier_bias":
         return 2.0 * multipliers.get("classifier", 1.0)
+    if group.startswith("backbone_") and group not in multipliers:
+        return multipliers.get("backbone", 1.0)
     return multipliers.get(group, 1.0)
 
 
