@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,beam]'
+	$(PY) -m pip install --quiet -e '.[dev,beam,web]'
 	touch $(STAMP)
 
 # Generate the demo data, train Stage I and II, evaluate, print the recall table.

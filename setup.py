@@ -25,8 +25,10 @@ setup(
         "scikit-learn==1.9.1",
     ],
     extras_require={
-        "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "execnet==2.1.1", "ruff==0.14.4"],
+        "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0", "execnet==2.1.1", "ruff==0.14.4",
+                "selenium==4.51.0"],  # tests/test_web.py drives Chromium via chromium-driver
         "bench": ["faiss-cpu==1.15.1"],
         "beam": ["apache-beam==2.77.0"],  # keras_instance.cli.embed --engine=beam
+        "web": ["flask==3.1.3"],  # python -m serving.web, the search page
     },
 )
