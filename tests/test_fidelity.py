@@ -146,3 +146,14 @@ def test_cpu_recipes_that_train_a_backbone_keep_their_single_multiplier():
         groups = dict(item.split("=") for item in text.split(","))
         for group in (*BACKBONE_KIND_GROUPS, "backbone"):
             assert float(groups[group]) == value, (name, group)
+
+
+# --- item 3: MSCOCO's classifier --------------------------------------------------------------
+
+def test_coco_classifier_has_no_bias_flickr30k_and_cuhk_have_one():
+    """coco_word2_pool.m: fc_img / fc_txt 'hasBias', false; resnet52_new_hope_word2_pool.m
+    (Flickr30k) and cuhk_word2_pool.m: true (the library default)."""
+    assert flag_value("coco", "classifier_bias") is False
+    assert Config().model.classifier_bias is True
+    for name in ("flickr30k", "cuhk_pedes"):
+        assert flag_value(name, "classifier_bias") in (None, True), name
