@@ -88,8 +88,13 @@ def test_bad_inputs_rejected():
 
 # ----------------------------------------------------------------------------- summary
 def test_recall_summary_percent_and_even_median():
+    """Med r as the authors' test/evaluate.m: rank = find(CMC > 0.5), Med r = rank(1): the
+    first K whose recall passes 50 % (R@2 = 50 % here is not above it), not np.median's 2.5."""
     s = R.recall_summary(np.array([1, 2, 3, 10]))
-    assert s == {"r1": 25.0, "r5": 75.0, "r10": 100.0, "medr": 2.5, "meanr": 4.0}
+    assert s == {"r1": 25.0, "r5": 75.0, "r10": 100.0, "medr": 3.0, "meanr": 4.0}
+    cmc = [np.mean(np.array([4, 1, 1, 2, 6, 2]) <= k) for k in range(1, 7)]
+    assert R.recall_summary(np.array([4, 1, 1, 2, 6, 2]))["medr"] == 1 + next(
+        k for k, c in enumerate(cmc) if c > 0.5)
     assert R.recall_summary(np.array([7, 1, 11]), ks=(1, 10)) == {
         "r1": pytest.approx(100 / 3), "r10": pytest.approx(200 / 3), "medr": 7.0, "meanr": 19 / 3}
 
@@ -99,7 +104,7 @@ def test_hand_example_both_directions():
     assert res["i2t"] == {"r1": pytest.approx(100 / 3), "r5": 100.0, "r10": 100.0,
                           "medr": 2.0, "meanr": 2.0}
     assert res["t2i"] == {"r1": 50.0, "r5": 100.0, "r10": 100.0,
-                          "medr": 1.5, "meanr": pytest.approx(11 / 6)}
+                          "medr": 2.0, "meanr": pytest.approx(11 / 6)}  # R@1 = 50 %: not > 50
     assert res["rsum"] == pytest.approx(100 / 3 + 200 + 50 + 200)
     assert (res["num_images"], res["num_captions"]) == (3, 6)
     assert res == R.evaluate_retrieval(np.eye(3), CAPTION_SCORES, IMAGE_LABELS, CAPTION_LABELS,

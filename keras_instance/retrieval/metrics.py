@@ -14,7 +14,9 @@ Scores are processed in blocks of ``chunk`` queries, so a 25,000 x 5,000 score
 matrix needs only a few chunk-sized temporaries, never an extra full-size copy.
 
 Metrics: R@K is the percent of queries whose first hit has rank <= K; "medr" is
-the median first-hit rank (mean of the middle two for an even count); "meanr" is
+the smallest K with R@K above 50 %, as the authors' evaluate.m computes it
+(`find(CMC>0.5)`: for an even count the upper of the middle two ranks, not their
+mean); "meanr" is
 the mean; "rsum" is the sum of the six recalls (three per direction).
 
 Protocols (see ``evaluate_protocol``): "1k" (Flickr30k / Flickr8k test),
@@ -136,7 +138,7 @@ def recall_summary(ranks: np.ndarray, ks=DEFAULT_KS) -> dict:
     if (ranks < 1).any():
         raise ValueError("ranks are 1-based; got a value < 1")
     out = {f"r{k}": 100.0 * float(np.mean(ranks <= k)) for k in ks}
-    out["medr"] = float(np.median(ranks))
+    out["medr"] = float(np.sort(ranks)[ranks.size // 2])  # first K with R@K > 50 %
     out["meanr"] = float(np.mean(ranks))
     return out
 
