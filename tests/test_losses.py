@@ -177,3 +177,18 @@ def test_hardest_of_pool_picks_the_most_similar_caption_of_another_instance():
     pick = hardest_of_pool(anchors, tf.constant([10, 11]), pool,
                            tf.constant([10, 12, 13, 11])).numpy()
     assert list(pick) == [1, 2]  # anchor 1's closest (row 3) is its own class
+
+
+def test_hardest_of_pool_leaves_out_every_image_of_the_batch():
+    """train_flickr_word_Rankloss_shift_hard.m: `ind(batch) = 0` before drawing the pool, so no
+    image of the batch (anchor or negative row) gives a negative caption; before issue 23 only
+    the anchor's own class was left out and row 1 (class 20, the negative row's image) won."""
+    anchors = tf.constant([[1.0, 0.0, 0.0]])
+    pool = tf.constant([[0.9, 0.1, 0.0],     # class 20: the other image of the batch
+                        [0.5, 0.5, 0.0],
+                        [0.0, 1.0, 0.0]])
+    pool_labels = tf.constant([20, 30, 31])
+    assert list(hardest_of_pool(anchors, tf.constant([10]), pool, pool_labels).numpy()) == [0]
+    pick = hardest_of_pool(anchors, tf.constant([10]), pool, pool_labels,
+                           batch_labels=tf.constant([10, 20])).numpy()
+    assert list(pick) == [1]

@@ -50,17 +50,23 @@ def interleave(anchor_rows: tf.Tensor, negative_rows: tf.Tensor) -> tf.Tensor:
 
 
 def hardest_of_pool(anchor_images: tf.Tensor, anchor_labels: tf.Tensor, pool_features: tf.Tensor,
-                    pool_labels: tf.Tensor) -> tf.Tensor:
+                    pool_labels: tf.Tensor, batch_labels: tf.Tensor | None = None) -> tf.Tensor:
     """Index of the most similar pool caption of another instance, per anchor image.
 
     The authors mine with the current model in test mode and no gradient (getBatch of
-    train_coco_Rankloss_shift_hard.m); the pool is gathered from every replica, as one device
-    would hold it.
+    train_flickr_word_Rankloss_shift_hard.m); the pool is gathered from every replica, as one
+    device would hold it. Their pool leaves out every image of the batch (`ind(batch) = 0`):
+    with `batch_labels` (the whole batch's classes, gathered from every replica too) a pool
+    caption of any of them is never picked, otherwise only the anchor's own class is excluded.
     """
     pool = gather_replicas(_normalized(pool_features))
     pool_labels = gather_replicas(tf.cast(pool_labels, tf.int64))
     similarity = tf.matmul(_normalized(anchor_images), pool, transpose_b=True)
     same = tf.equal(tf.cast(anchor_labels, tf.int64)[:, None], pool_labels[None, :])
+    if batch_labels is not None:
+        batch = gather_replicas(tf.cast(batch_labels, tf.int64))
+        in_batch = tf.reduce_any(tf.equal(batch[:, None], pool_labels[None, :]), axis=0)
+        same = tf.logical_or(same, in_batch[None, :])
     return tf.argmax(tf.where(same, _MASKED, similarity), axis=1, output_type=tf.int32)
 
 

@@ -134,7 +134,8 @@ class InstanceTrainer(keras.Model):
         """Each anchor's negative caption (tokens, class) [B/2], chosen without gradients.
 
         hardest_of_pool: the pool captions and the anchor images are encoded in test mode (as
-        the authors mine) and the most similar caption of another instance is taken; random:
+        the authors mine) and the most similar caption of an instance outside the batch is
+        taken (their Flickr30k pool leaves out every image of the batch); random:
         the random caption of another instance that the input pipeline drew.
         """
         if self.negatives == "random":
@@ -148,7 +149,7 @@ class InstanceTrainer(keras.Model):
         pool_labels = tf.reshape(inputs["pool_labels"], [-1])
         pool_features = self.dual.text_encoder(pool_tokens, training=False)["relu"]
         pick = losses.hardest_of_pool(anchor_features, losses.anchors(labels), pool_features,
-                                      pool_labels)
+                                      pool_labels, batch_labels=labels)
         return (tf.gather(losses.gather_replicas(pool_tokens), pick),
                 tf.gather(losses.gather_replicas(pool_labels), pick))
 
