@@ -400,3 +400,21 @@ def test_train_dataset_random_negatives(cuhk_like):
 def test_train_dataset_batch_larger_than_data(cuhk_like):
     with pytest.raises(ValueError, match="batch size"):
         train_dataset(cuhk_like, batch_size=11, seed=0)
+
+
+def test_random_negative_captions_are_uniform_over_other_peoples_captions(cuhk_like):
+    """rand_diff_class2.m draws the negative caption uniformly from every caption of another
+    person: persons 2 and 5 (two images, 6 captions each, against 3) come up 12/27 = 44 % of
+    the time for a query of another person; uniform over persons (before issue 23) gave 2/7."""
+    data = cuhk_like
+    features = np.zeros((len(data.image_classes), 1, 4), np.float32)
+    ds = train_dataset(data, batch_size=5, seed=3, features=features, random_negatives=True,
+                       epochs=300)
+    hits = total = 0
+    for x, y in ds:
+        for lab, own in zip(x["neg_labels"].numpy(), y.numpy()):
+            if own not in (2, 5):
+                total += 1
+                hits += int(lab in (2, 5))
+    assert total > 1500
+    assert abs(hits / total - 12 / 27) < 0.04, hits / total

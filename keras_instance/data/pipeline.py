@@ -171,9 +171,10 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
     also carries about that many random training captions for the paper's hardest-of-pool
     negatives, spread over its examples (so they split evenly over replicas and are gathered
     back), shifted like the training captions (the authors shift them too). With
-    `random_negatives`, each example also carries a random caption of a random other class
-    (`neg_tokens`, `neg_labels`: the authors' CUHK-PEDES negatives). Ends with ({inputs}, class)
-    batches, remainder dropped.
+    `random_negatives`, each example also carries a caption drawn uniformly from the other
+    classes' captions (`neg_tokens`, `neg_labels`: the authors' CUHK-PEDES negatives, their
+    rand_diff_class2.m; a person with more captions is drawn more often). Ends with
+    ({inputs}, class) batches, remainder dropped.
     """
     n = len(data.image_classes)
     if n < batch_size:
@@ -186,7 +187,7 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
     caption_classes = tf.constant(data.caption_classes)
     pool_per_example = -(-pool_size // batch_size) if pool_size else 0
 
-    num_classes = len(data.class_count)
+    num_captions = len(data.caption_classes)
 
     def caption_of(c, seed_pick, seed_shift):
         pick = tf.random.stateless_uniform([], seed_pick, 0, count[c], dtype=tf.int32)
@@ -218,11 +219,13 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
             pool = tf.gather(tokens_table, rows)
             inputs["pool_tokens"] = position_shift_rows(pool, seeds[4]) if shift else pool
             inputs["pool_labels"] = tf.gather(caption_classes, rows)
-        if random_negatives:
-            other = (c + 1 + tf.random.stateless_uniform([], seeds[5], 0, num_classes - 1,
-                                                         dtype=tf.int32)) % num_classes
-            inputs["neg_tokens"] = caption_of(other, seeds[6], seeds[5] + 1)
-            inputs["neg_labels"] = other
+        if random_negatives:  # uniform over the other classes' captions (rand_diff_class2.m)
+            row = tf.random.stateless_uniform([], seeds[5], 0, num_captions - count[c],
+                                              dtype=tf.int32)
+            row = tf.where(row >= start[c], row + count[c], row)  # skip c's own rows
+            neg = tokens_table[row]
+            inputs["neg_tokens"] = position_shift(neg, seeds[6]) if shift else neg
+            inputs["neg_labels"] = caption_classes[row]
         return inputs, c
 
     if not 0 <= first_epoch < epochs:
