@@ -5,7 +5,7 @@
     import keras_instance                       # registers these classes: the one import needed
     image = keras.models.load_model("runs/demo/image_encoder.keras")   # safe_mode=True works
     text = keras.models.load_model("runs/demo/text_encoder.keras")
-    text(tokenizer.token_ids(["a red circle on the left"]))              # [1, D], L2-normalised
+    text(text.token_ids(["a red circle on the left"]))                   # [1, D], L2-normalised
     image(image.pixels(open("photo.jpg", "rb").read()))             # [1, D], L2-normalised
 
 Inputs and outputs:
@@ -96,7 +96,10 @@ class ImageEncoder(keras.Model):
         return image[tf.newaxis]
 
     def get_config(self):
-        return {**super().get_config(), **self.settings}
+        # load_with first: Keras' "Could not locate class" error prints the config, and the
+        # one import it needs is then among its first words, not at character 766
+        return {"load_with": self.settings["load_with"], **super().get_config(),
+                **self.settings}
 
     @classmethod
     def from_run(cls, config: Config, dual: DualPath) -> "ImageEncoder":
@@ -156,7 +159,10 @@ class TextEncoder(keras.Model):
         self._table = None
 
     def get_config(self):
-        return {**super().get_config(), **self.settings}
+        # load_with first: Keras' "Could not locate class" error prints the config, and the
+        # one import it needs is then among its first words, not at character 766
+        return {"load_with": self.settings["load_with"], **super().get_config(),
+                **self.settings}
 
     @classmethod
     def from_run(cls, config: Config, dual: DualPath, vocab: tokenizer.Vocabulary) -> "TextEncoder":
