@@ -113,7 +113,10 @@ function imageTile(hit) {
   id.className = "id";
   id.textContent = hit.id;
   caption.append(id);
-  if (hit.caption) caption.append(document.createElement("br"), hit.caption);
+  if (hit.caption) {  // an image's captions are joined with " | ": the first, all on hover
+    caption.append(document.createElement("br"), hit.caption.split(" | ")[0]);
+    caption.title = hit.caption;
+  }
   if (hit.tags && hit.tags.length) caption.append(document.createElement("br"),
                                                   `tags: ${hit.tags.join(", ")}`);
   figure.append(picture, caption, likeButton(hit, "images"));
