@@ -1,8 +1,10 @@
 """What `cli.export` and `cli.index` write into an export folder: the encoder pair, the index pair,
 and models.config listing everything there.
 
-Both pairs share a version number across their two models, chosen (default: the next free one)
-and checked free for both before anything is written.
+Each write is one release (`layout.release`): its models share a version number (default: the
+next free one, checked free for all before anything is written), and models.config pins all of
+them at once when all are written. A release carries its run's id (`run_id`: a hash of the
+model's weights), so models.config never serves models of two runs side by side.
 
 An index gallery comes from embedding shards (`--shards`: image shards → text_to_image, caption
 shards → image_to_text; nothing is encoded), or from a split or folder embedded in memory
@@ -12,6 +14,8 @@ shards' rows, in that order; N itself is left as it is (TF Serving moves to N+1 
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from typing import Sequence
 
 import numpy as np
@@ -47,15 +51,25 @@ MODEL_OF_KIND = {"image": TEXT_TO_IMAGE, "caption": IMAGE_TO_TEXT}
 INDEX_OPTION_NAMES = ("index", "storage", "nlist", "nprobe", "max_k")
 
 
+def run_id(dual: DualPath) -> str:
+    """The run a release comes from: a hash of its model's weight values (16 hex digits)."""
+    h = hashlib.sha256()
+    for w in dual.full_model().weights:
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
 def export_encoders(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, export_dir: str,
                     version: int | None = None,
-                    base_path: str = layout.CONTAINER_BASE_PATH) -> dict:
-    """Both encoders as version `version` (default: next free) plus models.config."""
-    version = layout.claim_version(export_dir, (IMAGE_MODEL, TEXT_MODEL), version)
-    return {"version": version,
-            IMAGE_MODEL: layout.save(image_module(config, dual), export_dir, version),
-            TEXT_MODEL: layout.save(text_module(config, dual, vocab), export_dir, version),
-            "models_config": layout.write_models_config(export_dir, base_path)}
+                    base_path: str = layout.CONTAINER_BASE_PATH, log=print) -> dict:
+    """Both encoders as one release `version` (default: next free), pinned in models.config.
+    Index models of another run leave models.config (they search another embedding space)."""
+    with layout.release(export_dir, (IMAGE_MODEL, TEXT_MODEL), version, run_id(dual),
+                        base_path, supersede=True, log=log) as release:
+        result = {"version": release.version,
+                  IMAGE_MODEL: release.save(image_module(config, dual)),
+                  TEXT_MODEL: release.save(text_module(config, dual, vocab))}
+    return {**result, "models_config": release.config_path}
 
 
 def _checked_models(models: Sequence[str]) -> list[str]:
@@ -66,9 +80,9 @@ def _checked_models(models: Sequence[str]) -> list[str]:
     return models
 
 
-def _save_index(config, dual, vocab, export_dir, version, model, table: EmbeddingTable, k,
+def _save_index(config, dual, vocab, release: layout.Release, model, table: EmbeddingTable, k,
                 options: dict, log) -> tuple[str, int]:
-    """One index model over `table` as `version`; the options go into its header."""
+    """One index model over `table` in `release`; the options go into its header."""
     options = {n: v for n, v in options.items() if n in INDEX_OPTION_NAMES and v is not None}
     header = dict(table.header, index_options=dict(options, k=int(k)))
     common = dict(paths=table.paths, tags=table.tags, header=header, **options)
@@ -78,7 +92,7 @@ def _save_index(config, dual, vocab, export_dir, version, model, table: Embeddin
     else:
         module = ImageToTextModule(image_module(config, dual), table.embeddings, table.ids,
                                    table.captions, k, **common)
-    path = layout.save(module, export_dir, version)
+    path = release.save(module)
     log(f"{model}: {module.index.describe()}, top-{module.k} by default, k up to "
         f"{module.index.max_k} per request")
     return path, module.k
@@ -150,33 +164,33 @@ def build_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, exp
         if records is None and (spec.kind == "split" or IMAGE_TO_TEXT in models):
             raise ValueError("this gallery needs the dataset's records")
         tables = None
-    version = layout.claim_version(export_dir, models, version)
-    if tables is None:
-        tables = _in_memory_tables(config, dual, vocab, spec, records, caption_split, models)
-
-    result = {"version": version}
-    for model in models:
-        table = tables[model]
-        result[model], result["k_" + model] = _save_index(
-            config, dual, vocab, export_dir, version, model, table, k, index_options, log)
-        result["num_" + ("images" if model == TEXT_TO_IMAGE else "captions")] = len(table.ids)
-        log(f"{model}: {len(table.ids)} gallery {table.kind}s from {table.header.get('source')}")
-    result["models_config"] = layout.write_models_config(export_dir, base_path)
+    with layout.release(export_dir, models, version, run_id(dual), base_path,
+                        log=log) as release:
+        if tables is None:
+            tables = _in_memory_tables(config, dual, vocab, spec, records, caption_split, models)
+        result = {"version": release.version}
+        for model in models:
+            table = tables[model]
+            result[model], result["k_" + model] = _save_index(
+                config, dual, vocab, release, model, table, k, index_options, log)
+            result["num_" + ("images" if model == TEXT_TO_IMAGE else "captions")] = len(table.ids)
+            log(f"{model}: {len(table.ids)} gallery {table.kind}s from "
+                f"{table.header.get('source')}")
+    result["models_config"] = release.config_path
     return result
 
 
 # --- version N+1 from version N -----------------------------------------------------------------
 
 def _previous(export_dir: str, model: str) -> tuple[int, EmbeddingTable]:
-    import os
-    versions = layout.existing_versions(os.path.join(export_dir, model))
-    if not versions:
+    number = layout.pinned_versions(export_dir).get(model)  # the version being served
+    if number is None:
         raise ValueError(f"{model} has no version in {export_dir} to add to or remove from: "
                          "build one first with --shards or --gallery")
-    g = read_gallery(os.path.join(export_dir, model, str(versions[-1])))
+    g = read_gallery(os.path.join(export_dir, model, str(number)))
     header = g["header"]
     kind = "image" if model == TEXT_TO_IMAGE else "caption"
-    return versions[-1], EmbeddingTable(g["embeddings"], g["ids"], g["paths"], g["captions"],
+    return number, EmbeddingTable(g["embeddings"], g["ids"], g["paths"], g["captions"],
                                         g["tags"], kind, header)
 
 
@@ -238,21 +252,26 @@ def update_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, ex
     changed = [m for m in models if m in added or hits.get(m)]
     if not changed:
         raise ValueError("nothing to change: give --add_shards and/or --remove_ids")
-    version = layout.claim_version(export_dir, changed, version)
-    result = {"version": version}
+    tables = {}
     for model in changed:
         number, old = previous[model]
         if model in added:
             _check_same_encoder(model, old.header, added[model].header, ", ".join(add_shards))
-        table = _updated(old, hits[model], added.get(model))
-        stored = dict(old.header.get("index_options", {}))
-        old_k = stored.pop("k", DEFAULT_K)
-        options = {**stored, **{n: v for n, v in index_options.items() if v is not None}}
-        result[model], result["k_" + model] = _save_index(
-            config, dual, vocab, export_dir, version, model, table, k or old_k, options, log)
-        new = len(added[model].ids) if model in added else 0
-        result["rows_" + model] = len(table.ids)
-        log(f"{model}: version {version} = version {number} ({len(old.ids)} rows) + {new} "
-            f"added - {len(hits[model])} removed = {len(table.ids)} rows")
-    result["models_config"] = layout.write_models_config(export_dir, base_path)
+        tables[model] = _updated(old, hits[model], added.get(model))
+    with layout.release(export_dir, changed, version, run_id(dual), base_path,
+                        log=log) as release:
+        result = {"version": release.version}
+        for model in changed:
+            number, old = previous[model]
+            table = tables[model]
+            stored = dict(old.header.get("index_options", {}))
+            old_k = stored.pop("k", DEFAULT_K)
+            options = {**stored, **{n: v for n, v in index_options.items() if v is not None}}
+            result[model], result["k_" + model] = _save_index(
+                config, dual, vocab, release, model, table, k or old_k, options, log)
+            new = len(added[model].ids) if model in added else 0
+            result["rows_" + model] = len(table.ids)
+            log(f"{model}: version {release.version} = version {number} ({len(old.ids)} rows) "
+                f"+ {new} added - {len(hits[model])} removed = {len(table.ids)} rows")
+    result["models_config"] = release.config_path
     return result
