@@ -1,6 +1,8 @@
 """Retrieval indexes (`keras_instance.cli.index`): served top-k = in-process top-k over evaluation's
-embeddings, models.config, tie order, folder galleries, and end to end through the stand-in
-server and the real gRPC client on loopback.
+embeddings, models.config, tie order, folder galleries, the search signatures (k, tag, id
+allow-list, metadata, errors of the loaded model), an IVF index from embedding shards and its
+version N+1 (added shards, removed ids, nothing encoded, N untouched), and end to end through the
+stand-in server and the real gRPC client on loopback.
 
 The session's tiny trained run (conftest.trained_run), indexed by the program into its exports.
 """
