@@ -16,8 +16,8 @@ removed at the end; nothing is written into the workdir), starts `serving.standi
    p50/p99 and their ratio.
 2. text→image top-k over a `--gallery_size` × D gallery (random L2-normalised rows, ids
    "img%06d", D from the model): an `export.modules.TextToImageModule` saved with
-   `export.layout.save` and loaded back. (a) The search step alone: the loaded
-   model's own `_search` (tf.matmul + tf.math.top_k on its restored gallery variable) vs
+   `export.layout.save` and loaded back, as an exact index (`index="exact"`). (a) The search
+   step alone: tf.matmul + tf.math.top_k on the loaded model's restored gallery rows vs
    faiss-cpu `IndexFlatIP.search` on the same query embeddings (real test-caption embeddings),
    for each of `--search_batches`; p50 and ratio (faiss with its default OpenMP threads; its
    single-thread time is shown beside it), and a check that both give the same top-k (ids may
@@ -240,12 +240,13 @@ def bench_search(args, config, dual, vocab, text_encoder_dir: str, sentences: li
     gallery = rng.standard_normal((args.gallery_size, dim), dtype=np.float32)
     gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
     ids = [f"img{i:06d}" for i in range(args.gallery_size)]
-    module = serving_export.TextToImageModule(text_module, gallery, ids, k=k)
+    module = serving_export.TextToImageModule(text_module, gallery, ids, k=k, index="exact")
     path = layout.save(module, tmp, 1)
     del module
     loaded = tf.saved_model.load(path)
-    assert tuple(loaded.gallery.shape) == (args.gallery_size, dim)
-    search = tf.function(lambda q: serving_export._search(q, loaded.gallery, k),
+    assert tuple(loaded.index.rows.shape) == (args.gallery_size, dim)
+    search = tf.function(lambda q: tf.math.top_k(tf.matmul(q, loaded.index.rows,
+                                                           transpose_b=True), k=k),
                          input_signature=[tf.TensorSpec([None, dim], tf.float32)])
 
     encode = tf.saved_model.load(text_encoder_dir).signatures["serving_default"]
@@ -270,7 +271,7 @@ def bench_search(args, config, dual, vocab, text_encoder_dir: str, sentences: li
         finally:
             faiss.omp_set_num_threads(threads)
         top = search(q_tensor)
-        tf_ids = tf.gather(loaded.ids, top.indices).numpy()
+        tf_ids = tf.gather(loaded.index.ids, top.indices).numpy()
         tf_idx = np.array([[int(s[3:]) for s in row] for row in tf_ids])  # "img%06d" → index
         _, faiss_idx = index.search(queries, k)
         identical, n, valid = same_top_k(tf_idx, faiss_idx, queries, gallery, k)
@@ -427,7 +428,7 @@ def main(argv=None) -> int:
     print(f"2. text->image top-{args.k} over a {args.gallery_size:,} x {dim} gallery "
           f"(random L2-normalised rows), SavedModel saved and loaded")
     print(f"   (a) search only, p50 ms over {args.search_repeats} runs: TF = the loaded model's "
-          f"_search (matmul + top_k); faiss = IndexFlatIP.search")
+          f"matmul + top_k on its rows; faiss = IndexFlatIP.search")
     print(f"       queries   TF {tf.config.threading.get_intra_op_parallelism_threads() or cores}"
           f" thr   faiss {faiss.omp_get_max_threads()} thr   TF/faiss   faiss 1 thr   "
           f"same top-{args.k} as faiss (ties allowed)")
