@@ -55,7 +55,10 @@ def test_layout_versions_and_atomic_rename(trained, tmp_path):
     with pytest.raises(FileExistsError):
         publish.export_encoders(trained["config"], trained["dual"], trained["vocab"], exports,
                                 version=2)
-    assert sorted(os.listdir(exports)) == ["image_encoder", "models.config", "text_encoder"]
+    # besides the models and models.config, only the release lock (empty once released)
+    assert sorted(os.listdir(exports)) == [".lock", "image_encoder", "models.config",
+                                           "text_encoder"]
+    assert os.path.getsize(os.path.join(exports, ".lock")) == 0
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(os.path.join(exports, "text_encoder", "2")).st_mode & 0o777 == 0o777 & ~umask
