@@ -45,27 +45,6 @@ from keras_instance.export import modules as serving_export  # noqa: E402
 K = 10
 
 
-class EmbeddingIndex(serving_export.IndexModule):
-    """An index queried by embeddings only (no encoder): what the benchmark saves and loads."""
-
-    model_name, input_name = "embedding_index", "sentences"
-
-    def __init__(self, embeddings, ids, dim, **options):
-        super().__init__(embeddings, ids, K, dim, **options)
-
-    def _encode(self, inputs):
-        return inputs
-
-    @tf.function(input_signature=[serving_export.EMBEDDING_SPEC])
-    def serve(self, embedding):
-        return self._top(embedding)
-
-    @tf.function(input_signature=[serving_export.EMBEDDING_SPEC, serving_export.K_SPEC,
-                                  serving_export.TAG_SPEC, serving_export.IDS_SPEC])
-    def search(self, embedding, k, tag, ids):
-        return self._search_inputs(embedding, k, tag, ids)
-
-
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="100k x 256 only, fewer repeats")
@@ -149,10 +128,10 @@ def index_bytes(index) -> int:
 
 
 def saved_rows(args, name, rows, queries, truth, options, tmp):
-    """Build, save, load an EmbeddingIndex; one result row per nprobe (IVF) or one (exact)."""
+    """Build, save, load an EmbeddingIndexModule; one result row per nprobe (IVF) or one (exact)."""
     t = time.perf_counter()
-    module = EmbeddingIndex(rows, [str(i) for i in range(len(rows))], rows.shape[1],
-                            max_k=K, **options)
+    module = serving_export.EmbeddingIndexModule(rows, [str(i) for i in range(len(rows))], K,
+                                                 max_k=K, **options)
     folder = os.path.join(tmp, name.replace(" ", "_"))
     tf.saved_model.save(module, folder, signatures=module.signatures())
     build = time.perf_counter() - t

@@ -24,6 +24,7 @@ import subprocess
 import sys
 from collections import defaultdict
 
+import keras
 import pytest
 
 from keras_instance.config import Config, flag_text
@@ -67,6 +68,19 @@ def quiet(proc: subprocess.CompletedProcess) -> None:
     and no progress-bar escapes in a redirected log."""
     for noise in ("cuInit", "absl::InitializeLog", "E0000", "cpu_feature_guard", "\x1b["):
         assert noise not in proc.stderr + proc.stdout, (noise, proc.stderr[-1500:])
+
+
+class KillAfterEpoch(keras.callbacks.Callback):
+    """Stops a run right after the per-epoch backup of `epoch` (0-based) was written (the
+    trainer's own callbacks run first): a kill between two epochs."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated kill")
 
 
 def make_demo(folder, num_train=48, num_val=4, num_test=12, image_size=32, seed=3) -> str:

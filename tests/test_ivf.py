@@ -36,25 +36,7 @@ IDS = [f"item{i:05d}" for i in range(SIZE)]
 TAGS = [["even" if i % 2 == 0 else "odd"] + (["rare"] if i % 150 == 7 else []) for i in range(SIZE)]
 
 
-class EmbeddingIndex(serving_export.IndexModule):
-    """An index module whose encoder is the identity: query embeddings in."""
-
-    model_name, input_name = "embedding_index", "sentences"
-
-    def __init__(self, embeddings, ids, k=10, **options):
-        super().__init__(embeddings, ids, k, DIM, **options)
-
-    def _encode(self, inputs):
-        return inputs
-
-    @tf.function(input_signature=[serving_export.EMBEDDING_SPEC])
-    def serve(self, embedding):
-        return self._top(embedding)
-
-    @tf.function(input_signature=[serving_export.EMBEDDING_SPEC, serving_export.K_SPEC,
-                                  serving_export.TAG_SPEC, serving_export.IDS_SPEC])
-    def search(self, embedding, k, tag, ids):
-        return self._search_inputs(embedding, k, tag, ids)
+EmbeddingIndex = serving_export.EmbeddingIndexModule  # query embeddings in
 
 
 def brute_force(queries, rows, k, allowed=None):

@@ -8,7 +8,6 @@ hardest-of-pool negatives (a random caption pool per batch) and a two-piece Stag
 import csv
 
 import conftest
-import keras
 import numpy as np
 import pytest
 
@@ -17,19 +16,6 @@ from keras_instance.config import Config
 from keras_instance.training import stages
 
 EPOCHS = 4
-
-
-class KillAfterEpoch(keras.callbacks.Callback):
-    """Stops the run right after the per-epoch backup of `epoch` (0-based) was written: the
-    trainer's own callbacks run first, so this is a kill between two epochs."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated kill")
 
 
 def _config(data_dir, workdir, cache):
@@ -65,7 +51,7 @@ def runs(demo_data, tmp_path_factory):
     resumed = _config(demo_data, str(root / "resumed"), cache)
     for stage in (1, 2):
         with pytest.raises(KeyboardInterrupt):
-            stages.train(resumed, stage, verbose=0, callbacks=[KillAfterEpoch(1)])
+            stages.train(resumed, stage, verbose=0, callbacks=[conftest.KillAfterEpoch(1)])
         lines = []
         stages.train(resumed, stage, verbose=0, log=lines.append)
         assert f"resuming stage {stage} at epoch 3 of {EPOCHS}" in lines, lines

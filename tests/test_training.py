@@ -29,16 +29,7 @@ def tiny_config(data_dir, workdir, **overrides):
         "test_flip_sum": False, **overrides})
 
 
-class KillAfterEpoch(keras.callbacks.Callback):
-    """Simulates a kill right after the per-epoch backup of `epoch` was written."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated kill")
+KillAfterEpoch = conftest.KillAfterEpoch
 
 
 def _epochs_logged(workdir, stage):

@@ -318,3 +318,28 @@ class ImageToTextModule(IndexModule):
                                   TAG_SPEC, IDS_SPEC])
     def search(self, images, k, tag, ids):
         return self._search_inputs(images, k, tag, ids)
+
+
+class EmbeddingIndexModule(IndexModule):
+    """An index queried by embeddings only, its encoder the identity: `serving_default` and
+    `search` take `embedding` float32 [N, D] (for an encoder of one's own, the index benchmark
+    and tests); see IndexModule. Not written by the programs, so it has no warmup requests."""
+
+    model_name, input_name = "embedding_index", "embedding"
+
+    def __init__(self, embeddings, ids, k: int = DEFAULT_K, **index_options):
+        super().__init__(embeddings, ids, k, int(np.shape(embeddings)[1]), **index_options)
+
+    def warmup_batches(self) -> list:
+        return []
+
+    def _encode(self, inputs):
+        return inputs
+
+    @tf.function(input_signature=[EMBEDDING_SPEC])
+    def serve(self, embedding):
+        return self._top(embedding)
+
+    @tf.function(input_signature=[EMBEDDING_SPEC, K_SPEC, TAG_SPEC, IDS_SPEC])
+    def search(self, embedding, k, tag, ids):
+        return self._search_inputs(embedding, k, tag, ids)
