@@ -1,13 +1,10 @@
-"""keras-instance: Dual-Path Convolutional Image-Text Embeddings with Instance Loss in Keras 3."""
-from setuptools import find_packages, setup
+"""The pinned dependencies of keras-instance (metadata: pyproject.toml).
+
+Every version here installs beside tensorflow 2.21.0 on Python 3.11; a fresh machine gets these
+and nothing newer (`make` installs `.[dev,beam,web]`)."""
+from setuptools import setup
 
 setup(
-    name="keras-instance",
-    version="0.1.0",
-    description=("Dual-path CNN image-text embeddings with instance loss "
-                 "(Zheng et al., arXiv 1711.05535) for TensorFlow/Keras 3"),
-    python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["keras_instance", "keras_instance.*"]),
     install_requires=[
         "tensorflow==2.21.0",
         "keras==3.15.1",
