@@ -312,9 +312,9 @@ def write_coco_part(root, part, ids):
 
 
 def test_coco_captions_split_rule(tmp_path, monkeypatch):
-    from keras_instance.data import readers
-    monkeypatch.setattr(readers, "COCO_VAL_SIZE", 2)
-    monkeypatch.setattr(readers, "COCO_TEST_SIZE", 2)
+    from keras_instance.data.readers import coco
+    monkeypatch.setattr(coco, "COCO_VAL_SIZE", 2)
+    monkeypatch.setattr(coco, "COCO_TEST_SIZE", 2)
     write_coco_part(tmp_path, "train2014", [9, 3])
     write_coco_part(tmp_path, "val2014", [50, 10, 40, 20, 30])
     records = read_coco_captions(tmp_path)
