@@ -36,11 +36,11 @@ def main(argv):
 def run():
     from keras_instance.export import encoders, publish
     from keras_instance.export.modules import IMAGE_MODEL, TEXT_MODEL
-    run = load_run()
-    config, dual, vocab = run.config, run.dual, run.vocab
+    trained = load_run()
+    config, dual, vocab = trained.config, trained.dual, trained.vocab
     result = publish.export_encoders(config, dual, vocab, FLAGS.export_dir, FLAGS.version,
                                      FLAGS.base_path)
-    print(f"{run.describe()} exported as version {result['version']}:")
+    print(f"{trained.describe()} exported as version {result['version']}:")
     for key in (IMAGE_MODEL, TEXT_MODEL, "models_config"):
         print(f"  {result[key]}")
     if FLAGS.save_keras:

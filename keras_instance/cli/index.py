@@ -79,8 +79,8 @@ def run():
                          "split or folder) or --add_shards/--remove_ids (a new version)")
     spec = GallerySpec.parse(FLAGS.gallery) if FLAGS.gallery else None  # fail before loading
     removed = removal_ids(FLAGS.remove_ids)
-    run = load_run()
-    config, dual, vocab = run.config, run.dual, run.vocab
+    trained = load_run()
+    config, dual, vocab = trained.config, trained.dual, trained.vocab
     options = dict(index=FLAGS.index, storage=FLAGS.storage, nlist=FLAGS.nlist,
                    nprobe=FLAGS.nprobe, max_k=FLAGS.max_k)
     common = dict(version=FLAGS.version, models=FLAGS.models, base_path=FLAGS.base_path)
@@ -95,7 +95,7 @@ def run():
         result = publish.build_index(config, dual, vocab, FLAGS.export_dir, spec, records,
                                      k=FLAGS.k or 10, caption_split=FLAGS.caption_split,
                                      shards=FLAGS.shards, **common, **options)
-    print(f"{run.describe()} indexed as version {result['version']}:")
+    print(f"{trained.describe()} indexed as version {result['version']}:")
     for key in (*publish.INDEX_MODELS, "models_config"):
         if key in result:
             print(f"  {result[key]}")
