@@ -17,12 +17,15 @@ loading a run imports no training code.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import datetime
 import fcntl
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -306,3 +309,18 @@ def load_trained(workdir: str, overrides: dict | None = None, stage: int | None 
     dual.full_model().load_weights(weights)
     vocab = tokenizer.Vocabulary.load(path(workdir, VOCAB))
     return TrainedRun(config, dual, vocab, stage, weights, requested_stage=stage_asked)
+
+
+def read_training_logs(workdir: str) -> list[tuple[int, list[dict]]]:
+    """[(stage, rows of stage<N>/log.csv)] for every stage that logged an epoch, in stage order."""
+    out = []
+    for path in glob.glob(os.path.join(workdir, "stage*", LOG_CSV)):
+        match = re.fullmatch(r"stage(\d+)", os.path.basename(os.path.dirname(path)))
+        if not match:
+            continue
+        with open(path, newline="") as f:
+            rows = [row for row in csv.DictReader(f)]
+        if rows:
+            out.append((int(match.group(1)), rows))
+    return sorted(out, key=lambda item: item[0])
+

@@ -14,6 +14,9 @@ from conftest import run_program
 from PIL import Image
 
 from keras_instance.reports import html as report_html
+from keras_instance.reports import plots
+from keras_instance.retrieval import metrics
+from keras_instance.retrieval.split_embeddings import SplitEmbeddings
 
 NUM_QUERIES = 4
 SECTIONS = {"summary", "text-queries", "image-queries", "recall-curves", "training-curves-section"}
@@ -119,7 +122,7 @@ def test_captions_are_escaped(tmp_path):
     Image.new("RGB", (40, 30), (200, 10, 10)).save(img)
     rec = type("R", (), {"image_path": str(img), "image_id": "a<1>"})()
     unit = np.ones((1, 2), np.float32) / np.sqrt(2)
-    emb = report_html.SplitEmbeddings(
+    emb = SplitEmbeddings(
         [rec], ['<script>alert("x")</script> & <b>bold</b>'], np.array([0]), np.array([7]),
         np.array([7]), unit, unit)
     thumbs = report_html.Thumbnails()
@@ -138,7 +141,7 @@ def test_captions_are_escaped(tmp_path):
 def test_recall_curves_at_100_percent_stay_below_the_top_border(tmp_path):
     """A curve at 100 % must not hide under the plot's top frame line: find the frame (the
     topmost long row of black pixels) and the curve's first row in the rendered PNG."""
-    path = report_html.plot_recall_curves({"text→image": np.full(50, 100.0),
+    path = plots.plot_recall_curves({"text→image": np.full(50, 100.0),
                                            "image→text": np.linspace(20, 60, 50)},
                                           str(tmp_path / "recall.png"))
     pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
@@ -152,8 +155,8 @@ def test_recall_curves_at_100_percent_stay_below_the_top_border(tmp_path):
 
 
 def test_recall_curve_and_tie_order():
-    assert np.allclose(report_html.recall_curve(np.array([1, 2, 2, 9]), 3), [25.0, 75.0, 75.0])
-    assert report_html.ranked(np.array([0.5, 0.9, 0.5, 0.9]), 4).tolist() == [1, 3, 0, 2]
+    assert np.allclose(metrics.recall_curve(np.array([1, 2, 2, 9]), 3), [25.0, 75.0, 75.0])
+    assert metrics.ranked(np.array([0.5, 0.9, 0.5, 0.9]), 4).tolist() == [1, 3, 0, 2]
 
 
 def _chromium():

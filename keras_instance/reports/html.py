@@ -10,66 +10,24 @@ follow retrieval/metrics.py: lower gallery index first.
 from __future__ import annotations
 
 import base64
-import csv
-import dataclasses
-import glob
 import html
 import io
 import os
-import re
 import shutil
 
 import numpy as np
 
 from keras_instance import run_folder
 from keras_instance.config import Config
-from keras_instance.data.records import split_records
-from keras_instance.retrieval import embeddings, metrics
+from keras_instance.reports.plots import plot_recall_curves, plot_training_curves
+from keras_instance.retrieval import metrics
+from keras_instance.retrieval.metrics import ranked, recall_curve
+from keras_instance.retrieval.split_embeddings import SplitEmbeddings, embed_split
 from keras_instance.text import tokenizer
 
 TOP = 5
 MAX_K = 50
 THUMB_SIZE = 128
-RECALL_Y_TOP = 103  # headroom: a curve at 100 % stays visible under the plot's top border
-
-
-@dataclasses.dataclass
-class SplitEmbeddings:
-    """One split's records, caption owners and L2-normalised embeddings; scores = text · image."""
-    records: list
-    captions: list[str]
-    caption_image: np.ndarray   # [M] index of the caption's own image in `records`
-    image_labels: np.ndarray    # [N]
-    text_labels: np.ndarray     # [M]
-    image_emb: np.ndarray       # [N, D]
-    text_emb: np.ndarray        # [M, D]
-
-
-def embed_split(config: Config, dual, vocab: tokenizer.Vocabulary, records,
-                split: str) -> SplitEmbeddings:
-    """Embed a split exactly as evaluation does (same functions, same test-time settings)."""
-    chosen = split_records(records, split)
-    if not chosen:
-        raise ValueError(f"split {split!r} of {config.data.dataset} has no images")
-    captions = [c for r in chosen for c in r.captions]
-    caption_image = np.array([i for i, r in enumerate(chosen) for _ in r.captions], np.int64)
-    image_emb = embeddings.config_image_embeddings(config, dual, [r.image_path for r in chosen])
-    tokens = tokenizer.encode_captions(captions, vocab, config.data.max_length)
-    text_emb = embeddings.config_token_embeddings(config, dual, tokens)
-    return SplitEmbeddings(chosen, captions, caption_image, np.array([r.label for r in chosen]),
-                           np.array([r.label for r in chosen for _ in r.captions]),
-                           image_emb, text_emb)
-
-
-def ranked(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best gallery items: score descending, lower index first among ties."""
-    return np.argsort(-scores, kind="stable")[:k]
-
-
-def recall_curve(ranks: np.ndarray, max_k: int = MAX_K) -> np.ndarray:
-    """R@K in percent for K = 1..max_k from first-hit ranks."""
-    ranks = np.asarray(ranks)
-    return np.array([100.0 * np.mean(ranks <= k) for k in range(1, max_k + 1)])
 
 
 # --------------------------------------------------------------------------- files
@@ -100,95 +58,6 @@ class Thumbnails:
 def _png_uri(path: str) -> str:
     with open(path, "rb") as f:
         return data_uri(f.read(), "image/png")
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_recall_curves(curves: dict[str, np.ndarray], path: str) -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for name, curve in curves.items():
-        ax.plot(np.arange(1, len(curve) + 1), curve, label=name)
-    ax.set_xlabel("K")
-    ax.set_ylabel("Recall@K (%)")
-    ax.set_ylim(0, RECALL_Y_TOP)
-    ax.set_yticks(range(0, 101, 20))
-    ax.set_xlim(1, max(len(c) for c in curves.values()))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def read_training_logs(workdir: str) -> list[tuple[int, list[dict]]]:
-    """[(stage, rows of stage<N>/log.csv)] for every stage that logged an epoch, in stage order."""
-    out = []
-    for path in glob.glob(os.path.join(workdir, "stage*", run_folder.LOG_CSV)):
-        match = re.fullmatch(r"stage(\d+)", os.path.basename(os.path.dirname(path)))
-        if not match:
-            continue
-        with open(path, newline="") as f:
-            rows = [row for row in csv.DictReader(f)]
-        if rows:
-            out.append((int(match.group(1)), rows))
-    return sorted(out, key=lambda item: item[0])
-
-
-def _number(value) -> float | None:
-    """A CSVLogger cell as a float; None for 'NA' (metrics a stage did not log) and blanks."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) else None
-
-
-def plot_training_curves(logs: list[tuple[int, list[dict]]], path: str) -> str:
-    """Every loss term per epoch, stages one after another (loss weights change between stages,
-    so each stage is its own line segment; a dashed line marks where a stage begins)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    series: dict[str, list[list[tuple[int, float]]]] = {}
-    offset, starts = 0, []
-    for stage, rows in logs:
-        starts.append((offset, stage))
-        epochs = [_number(row.get("epoch")) for row in rows]
-        epochs = [int(e) if e is not None else i for i, e in enumerate(epochs)]
-        segment: dict[str, list[tuple[int, float]]] = {}
-        for epoch, row in zip(epochs, rows):
-            for key, value in row.items():
-                value = _number(value)
-                if key and "loss" in key and value is not None:
-                    segment.setdefault(key, []).append((offset + epoch + 1, value))
-        for key, points in segment.items():
-            series.setdefault(key, []).append(points)
-        offset += max(epochs) + 1
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (key, segments) in enumerate(sorted(series.items())):
-        for j, points in enumerate(segments):
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", markersize=3, color=colours[i % len(colours)],
-                    label=key if j == 0 else None)
-    for x, stage in starts:
-        ax.axvline(x + 0.5, color="grey", linestyle="--", linewidth=0.8)
-        ax.annotate(f"stage {stage}", (x + 0.6, 1.0), xycoords=("data", "axes fraction"),
-                    va="bottom", fontsize=8, color="grey")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("epoch (all stages)")
-    ax.set_ylabel("loss (epoch mean)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------- HTML
@@ -297,7 +166,7 @@ def write_report(config: Config, dual, vocab: tokenizer.Vocabulary, records, spl
         curves["image→text"] = recall_curve(metrics.first_hit_ranks_by_label(
             scores.T, emb.image_labels, emb.text_labels), min(MAX_K, len(emb.captions)))
     recall_png = _png_uri(plot_recall_curves(curves, os.path.join(out_dir, "recall_curves.png")))
-    logs = read_training_logs(config.workdir)
+    logs = run_folder.read_training_logs(config.workdir)
     training_png = _png_uri(plot_training_curves(
         logs, os.path.join(out_dir, "training_curves.png"))) if logs else None
 

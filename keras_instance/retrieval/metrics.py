@@ -238,3 +238,17 @@ def format_table(result: dict) -> str:
                  f"captions: {result['num_captions']}"
                  + (f"   folds: {result['num_folds']}" if "num_folds" in result else ""))
     return "\n".join(lines)
+
+
+# --- ranking one query, recall curves (the report) ---------------------------------------------
+
+def ranked(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best gallery items: score descending, lower index first among ties."""
+    return np.argsort(-scores, kind="stable")[:k]
+
+
+def recall_curve(ranks: np.ndarray, max_k: int = 50) -> np.ndarray:
+    """R@K in percent for K = 1..max_k from first-hit ranks."""
+    ranks = np.asarray(ranks)
+    return np.array([100.0 * np.mean(ranks <= k) for k in range(1, max_k + 1)])
+
