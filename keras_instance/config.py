@@ -25,7 +25,8 @@ from typing import Optional
 # Branch outputs a run may retrieve with (`test.test_feature`); see model.dual_path.
 TEST_FEATURES = ("embedding", "relu")
 # How test images reach the backbone: "keep_aspect" (METHOD.md: short side `test_short_side`,
-# the head applied at every position of the feature map, summed) or "squash" (size × size).
+# the head applied at every position of the feature map, summed) or "squash" (size × size),
+# both applied to the image as `image.squash_to` leaves it (its square, where set).
 TEST_GEOMETRIES = ("keep_aspect", "squash")
 # Ranking negatives: the authors' half-batch layouts (hardest of a caption pool: Flickr, COCO;
 # random: CUHK-PEDES) or VSE++'s hardest in the batch (every example an anchor).
@@ -116,6 +117,11 @@ class ImageConfig:
                                               "embedding fc (VGG-19: 4096).", "run")
     random_flip: bool = _field(True, "Random horizontal flips in training.")
     crop_scale: tuple = _field((0.8, 1.0), "Random crop side range (of the largest crop).")
+    squash_to: int = _field(0, "Squash every image to this size² first, aspect not kept, for "
+                               "training crops, feature caches and test images alike (0: "
+                               "images keep their shape). The authors' CUHK-PEDES "
+                               "resize_image.m: 256, tested whole with keep_aspect (windows "
+                               "summed: 2×2 at image_size 224).")
     feature_cache: Optional[str] = _field(None, "Folder of the frozen backbone's cached "
                                                 "features (and prefix maps).", "free")
     cache_views: int = _field(1, "Augmented views per image in the caches.")
@@ -200,8 +206,8 @@ class TestConfig:
                                                "head at every window of the map, summed "
                                                "(METHOD.md); squash: image_size².", "test",
                                 TEST_GEOMETRIES)
-    test_short_side: int = _field(0, "keep_aspect's short side; 0: image_size · 256/224.",
-                                  "test")
+    test_short_side: int = _field(0, "keep_aspect's short side; 0: --squash_to if set (the "
+                                     "whole square), else image_size · 256/224.", "test")
     eval_batch_size: int = _field(64, "Images per evaluation batch.", "test")
 
 
@@ -258,8 +264,10 @@ class Config:
 
     @property
     def short_side(self) -> int:
-        """Test-time short side for keep_aspect: as given, or 256/224 of the training size."""
-        return self.test.test_short_side or int(round(self.image.image_size * 256 / 224))
+        """Test-time short side for keep_aspect: as given, else the squashed square's side (the
+        whole square, as the authors test CUHK-PEDES), else 256/224 of the training size."""
+        return (self.test.test_short_side or self.image.squash_to
+                or int(round(self.image.image_size * 256 / 224)))
 
     def backbone_frozen(self, stage: int) -> bool:
         return (self.optim.stage1_freeze_backbone if stage == 1
@@ -311,6 +319,10 @@ class Config:
             raise ValueError(f"test_short_side must be 0 (image_size·256/224) or at least "
                              f"image_size {i.image_size}: a test image must hold one training-"
                              f"sized window; got {t.test_short_side}")
+        if i.squash_to < 0 or (i.squash_to and i.squash_to < i.image_size):
+            raise ValueError(f"squash_to must be 0 (images keep their shape) or at least "
+                             f"image_size {i.image_size}: the square must hold one training-"
+                             f"sized window; got {i.squash_to}")
         if i.finetune_from and o.stage2_freeze_backbone:
             raise ValueError(f"--finetune_from={i.finetune_from} trains the backbone from that "
                              "layer in Stage II, but --stage2_freeze_backbone keeps it frozen: "

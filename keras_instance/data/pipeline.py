@@ -128,9 +128,19 @@ def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor,
     return tf.image.resize(crop, [size, size])
 
 
-def augment(image: tf.Tensor, size: int, seed: tf.Tensor, flip: bool, scale) -> tf.Tensor:
+def squash(image: tf.Tensor, side: int) -> tf.Tensor:
+    """[H, W, 3] → side × side, aspect not kept; side 0: unchanged. The authors' CUHK-PEDES
+    geometry (dataset/CUHK-PEDES-prepare/resize_image.m squashes every photo to 256 × 256 once;
+    their training crops and test images both come from that square)."""
+    return tf.image.resize(image, [side, side]) if side else image
+
+
+def augment(image: tf.Tensor, size: int, seed: tf.Tensor, flip: bool, scale,
+            square: int = 0) -> tf.Tensor:
+    """A training view: a random crop of the image (of its `square` × `square` squash, where
+    set) resized to size², randomly mirrored."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    image = random_resized_crop(image, size, crop_seed, scale)
+    image = random_resized_crop(squash(image, square), size, crop_seed, scale)
     if flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     return image
@@ -139,6 +149,18 @@ def augment(image: tf.Tensor, size: int, seed: tf.Tensor, flip: bool, scale) -> 
 def load_eval_image(path: tf.Tensor, size: int) -> tf.Tensor:
     """Whole image resized to size × size (no crop): the squash test geometry."""
     return tf.image.resize(decode_image(tf.io.read_file(path)), [size, size])
+
+
+def eval_pixels(image: tf.Tensor, geometry: str, image_size: int, short_side: int,
+                square: int = 0) -> tf.Tensor:
+    """A decoded test image [H, W, 3] as the test geometry feeds it (one function for
+    evaluation and the served encoders): squashed to `square`² first where set, then
+    keep_aspect's short side `short_side` (its windows are summed later) or squash's
+    image_size²."""
+    image = squash(image, square)
+    if geometry == "keep_aspect":
+        return resize_short_side(image, short_side)
+    return tf.image.resize(image, [image_size, image_size])
 
 
 def resize_short_side(image: tf.Tensor, side: int) -> tf.Tensor:
@@ -154,7 +176,7 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
                   features: np.ndarray | None = None, flip: bool = True, crop_scale=(0.8, 1.0),
                   shift: bool = True, pool_size: int = 0, random_negatives: bool = False,
                   shards: str | None = None, maps: np.ndarray | None = None,
-                  epochs: int = 1, first_epoch: int = 0) -> tf.data.Dataset:
+                  epochs: int = 1, first_epoch: int = 0, square: int = 0) -> tf.data.Dataset:
     """Epochs `first_epoch` … `epochs`−1, one after another: in each, every training image once,
     shuffled, paired with a random caption of its class.
 
@@ -167,10 +189,11 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
     of pixels; with `maps` [N, K, h, w, c] (the prefix cache, float16, memory-mapped: read row
     by row, never copied into the graph) it is one random view's maps, as float32. With `shards`
     (a `keras_instance.cli.prepare` folder) image bytes stream from its TFRecord shards instead
-    of one file per image; captions stay in memory as token ids. With `pool_size`, each batch
-    also carries about that many random training captions for the paper's hardest-of-pool
-    negatives, spread over its examples (so they split evenly over replicas and are gathered
-    back), shifted like the training captions (the authors shift them too). With
+    of one file per image; captions stay in memory as token ids. With `square`, crops come
+    from each image squashed to square² (`squash`). With `pool_size`, each batch also carries
+    about that many random training captions for the paper's hardest-of-pool negatives, spread
+    over its examples (so they split evenly over replicas and are gathered back), shifted like
+    the training captions (the authors shift them too). With
     `random_negatives`, each example also carries a caption drawn uniformly from the other
     classes' captions (`neg_tokens`, `neg_labels`: the authors' CUHK-PEDES negatives, their
     rand_diff_class2.m; a person with more captions is drawn more often). Ends with
@@ -211,7 +234,7 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
             if image_bytes is None:
                 image_bytes = tf.io.read_file(paths[index])
             image = decode_image(image_bytes)
-            inputs = {"image": augment(image, image_size, seeds[2], flip, crop_scale),
+            inputs = {"image": augment(image, image_size, seeds[2], flip, crop_scale, square),
                       "tokens": tokens}
         if pool_per_example:
             rows = tf.random.stateless_uniform([pool_per_example], seeds[3], 0,

@@ -11,7 +11,8 @@
 Inputs and outputs:
 - `ImageEncoder`: float32 pixels [B, H, W, 3], RGB in 0..255, every image of a batch the same
   size, as `pixels()` makes them from encoded bytes: the run's test geometry (keep_aspect: the
-  whole image with its short side `short_side`; squash: image_size × image_size). Output: the
+  whole image with its short side `short_side`; squash: image_size × image_size), of the image
+  squashed to `square`² first where the run sets squash_to (CUHK-PEDES). Output: the
   test feature (config.test.test_feature) summed over the windows of the map and with the mirror
   image (flip_sum), L2-normalised — what the served `image_encoder` returns for the same bytes.
 - `TextEncoder`: int32 token ids [B, max_length] from `token_ids(sentences)` (the serving
@@ -58,13 +59,13 @@ class ImageEncoder(keras.Model):
     def __init__(self, backbone: str, image_size: int, image_head_units, embed_dim: int,
                  feature: str = "embedding", geometry: str = "keep_aspect",
                  short_side: int = 256, flip_sum: bool = True, vgg_fc7: str = "pre_relu",
-                 load_with: str = LOAD_WITH, **kwargs):
+                 load_with: str = LOAD_WITH, square: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.settings = dict(backbone=backbone, image_size=int(image_size),
                              image_head_units=[int(u) for u in image_head_units],
                              embed_dim=int(embed_dim), feature=feature, geometry=geometry,
                              short_side=int(short_side), flip_sum=bool(flip_sum),
-                             vgg_fc7=vgg_fc7, load_with=load_with)
+                             vgg_fc7=vgg_fc7, load_with=load_with, square=int(square))
         self.backbone = backbones.build_backbone(backbone, None, (image_size, image_size, 3),
                                                  vgg_fc7=vgg_fc7)
         self.image_head = build_image_head(int(self.backbone.output.shape[-1]),
@@ -87,13 +88,10 @@ class ImageEncoder(keras.Model):
 
     def pixels(self, image_bytes: bytes) -> tf.Tensor:
         """Encoded image bytes → [1, H, W, 3] as the served graph prepares them."""
+        s = self.settings
         image = pipeline.decode_image(tf.constant(image_bytes))
-        if self.settings["geometry"] == "keep_aspect":
-            image = pipeline.resize_short_side(image, self.settings["short_side"])
-        else:
-            size = self.settings["image_size"]
-            image = tf.image.resize(image, [size, size])
-        return image[tf.newaxis]
+        return pipeline.eval_pixels(image, s["geometry"], s["image_size"], s["short_side"],
+                                    s["square"])[tf.newaxis]
 
     def get_config(self):
         # load_with first: Keras' "Could not locate class" error prints the config, and the
@@ -106,7 +104,8 @@ class ImageEncoder(keras.Model):
         image, test = config.image, config.test
         encoder = cls(image.backbone, image.image_size, image.image_head_units,
                       config.model.embed_dim, test.test_feature, test.test_geometry,
-                      config.short_side, test.test_flip_sum, image.vgg_fc7)
+                      config.short_side, test.test_flip_sum, image.vgg_fc7,
+                      square=image.squash_to)
         encoder.backbone.set_weights(dual.backbone.get_weights())
         encoder.image_head.set_weights(dual.image_head.get_weights())
         return encoder

@@ -13,7 +13,8 @@ Everything between the raw input and the embedding runs inside the graph, with t
 evaluation uses: `image_checks.checked_image_bytes`, `pipeline.decode_image`, then the run's test
 geometry (keep_aspect: `pipeline.resize_short_side` + `dual_path.window_embedding`, one image at
 a time so a request may mix aspect ratios; squash: the whole-image resize of
-`pipeline.load_eval_image`), the flip-sum, `tokenizer.token_ids` (the training tokeniser and the
+`pipeline.load_eval_image`; both through `pipeline.eval_pixels`, after the run's squash_to), the
+flip-sum, `tokenizer.token_ids` (the training tokeniser and the
 vocabulary's StaticHashTable) and the Position-Shift sum. So served embeddings equal
 `retrieval.embeddings` on the same inputs. Index search (`gallery_index`) is exact (matmul +
 top_k; ties: lower gallery index first, `tf.math.top_k`'s rule, the one `retrieval.metrics`
@@ -82,13 +83,15 @@ class ImageEncoderModule(ExportModule):
 
     Geometry as in evaluation: "keep_aspect" embeds each image at its own size (short side
     `short_side`; a request may mix aspect ratios) with `model.window_embedding`; "squash"
-    resizes all to image_size² and encodes them as one batch.
+    resizes all to image_size² and encodes them as one batch. Both first squash each image to
+    `square`² where set (the run's squash_to: CUHK-PEDES as the authors test it).
     """
 
     model_name, input_name = IMAGE_MODEL, "images"
 
     def __init__(self, dual: DualPath, flip_sum: bool, max_pixels: int = MAX_IMAGE_PIXELS,
-                 feature: str = "embedding", geometry: str = "squash", short_side: int = 256):
+                 feature: str = "embedding", geometry: str = "squash", short_side: int = 256,
+                 square: int = 0):
         super().__init__()
         self.encoder = dual.image_encoder()
         self.backbone, self.image_head = dual.backbone, dual.image_head  # tracked: saved
@@ -99,20 +102,23 @@ class ImageEncoderModule(ExportModule):
         self.feature = feature  # the branch output served as "embedding" (config.test.test_feature)
         self.geometry = geometry
         self.short_side = int(short_side)
+        self.square = int(square)
         self.embed_dim = int(self.encoder.output[feature].shape[-1])
 
     def _decode(self, data, index) -> tf.Tensor:
         return pipeline.decode_image(checked_image_bytes(data, index, self.max_pixels))
 
     def _squashed(self, item) -> tf.Tensor:
-        return tf.image.resize(self._decode(*item), [self.image_size, self.image_size])
+        return pipeline.eval_pixels(self._decode(*item), "squash", self.image_size, 0,
+                                    self.square)
 
     def _windows(self, pixels: tf.Tensor) -> tf.Tensor:
         return window_embedding(self.backbone, self.image_head, self.backbone_name,
                                 self.image_size, pixels, self.feature)
 
     def _embed_whole(self, item) -> tf.Tensor:
-        pixels = pipeline.resize_short_side(self._decode(*item), self.short_side)[tf.newaxis]
+        pixels = pipeline.eval_pixels(self._decode(*item), "keep_aspect", self.image_size,
+                                      self.short_side, self.square)[tf.newaxis]
         embedding = self._windows(pixels)
         if self.flip_sum:
             embedding = embedding + self._windows(tf.image.flip_left_right(pixels))
@@ -177,7 +183,8 @@ def image_module(config: Config, dual: DualPath) -> ImageEncoderModule:
     """The image encoder with a run's test-time settings (feature, geometry, flip-sum)."""
     t = config.test
     return ImageEncoderModule(dual, t.test_flip_sum, feature=t.test_feature,
-                              geometry=t.test_geometry, short_side=config.short_side)
+                              geometry=t.test_geometry, short_side=config.short_side,
+                              square=config.image.squash_to)
 
 
 def text_module(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary) -> TextEncoderModule:

@@ -147,7 +147,8 @@ def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, sour
             features, maps = prefix_cache.features_from_maps(dual.split, maps, log=log), None
     elif source == "image_features":
         features = feature_cache.cached_features(config.image.feature_cache, dual.backbone,
-                                                 config.image.backbone, *views, log=log)
+                                                 config.image.backbone, *views, log=log,
+                                                 square=image.squash_to)
     ranking = config.loss_weights_for(stage)[0] != 0
     loss = config.loss
     pool = loss.negative_pool if loss.negatives == "hardest_of_pool" and ranking else 0
@@ -157,7 +158,7 @@ def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, sour
                          shift=config.text.position_shift, pool_size=pool,
                          random_negatives=config.loss.negatives == "random" and ranking,
                          shards=config.data.shards, maps=maps, epochs=epochs,
-                         first_epoch=first_epoch)
+                         first_epoch=first_epoch, square=image.squash_to)
 
 
 def _describe(config: Config, stage: int, source: str) -> str:
@@ -194,7 +195,8 @@ def _check_half_batch(config: Config, stage: int, replicas: int) -> None:
 
 def check_config(config: Config) -> None:
     """`Config.validate` plus what the registries know: a known backbone and dataset, and a
-    backbone with per-window features for the keep_aspect test geometry."""
+    backbone with per-window features for the keep_aspect test geometry; and --squash_to only
+    where every cache it feeds keys on it."""
     config.validate()
     readers.reader(config.data.dataset)
     kind = backbones.spec(config.image.backbone)
@@ -202,6 +204,12 @@ def check_config(config: Config) -> None:
         raise ValueError(f"backbone {config.image.backbone} flattens a fixed-size map, so it has "
                          "no per-window features for --test_geometry=keep_aspect: pass "
                          "--test_geometry=squash")
+    i = config.image
+    if i.squash_to and i.finetune_from and i.feature_cache:
+        raise ValueError(f"--squash_to={i.squash_to} with --finetune_from and --feature_cache: "
+                         "the prefix cache's key does not hold the squash yet, so a cache of "
+                         "unsquashed maps could be reused; drop --feature_cache (the prefix "
+                         "then runs every step) or --squash_to")
 
 
 def train(config: Config, stage: int, strategy: tf.distribute.Strategy | None = None,
