@@ -11,12 +11,10 @@ Prints examples/s and the ratio to the fp32 row. Runs on whatever device TensorF
 """
 import argparse
 import os
-import sys
 
 from fit_timing import examples_per_second
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def rate(stage, mixed, jit, args):

@@ -22,7 +22,6 @@ import time
 from fit_timing import examples_per_second
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 FLICKR8K = os.path.join(ROOT, "..", "shared", "data", "flickr8k")
 WEIGHTS = os.path.join(ROOT, "..", "shared", "weights",
                        "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5")
