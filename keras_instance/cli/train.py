@@ -16,7 +16,6 @@ flags.DEFINE_boolean("overwrite", False,
                      "Train the stage again from its start, with this command's settings (the "
                      "old stage folder is kept aside until the new one finishes; retraining "
                      "stage 1 also retires the stage 2 trained from it).")
-flags.DEFINE_boolean("mixed_precision", False, "Same as --precision=mixed (older flag).")
 flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "multi_worker", "one_device"],
                   "tf.distribute strategy (mirrored: all visible GPUs, or --num_cpu_replicas CPUs; "
                   "no GPU and no CPU replicas: the default strategy).")
@@ -33,8 +32,6 @@ def main(argv):
     def run():
         from keras_instance.training import stages
         config = config_from_flags()
-        if FLAGS.mixed_precision:
-            config = config.replace(precision="mixed")
         strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_replicas)
         stages.train(config, FLAGS.stage, strategy, overwrite=FLAGS.overwrite)
 
