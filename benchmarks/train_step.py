@@ -12,14 +12,18 @@ Prints the CPU model, steps/s and the ratio to the first row.
 import argparse
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
+from keras_instance import load_library
 
-from keras_instance.config import Config
-from keras_instance.model.dual_path import build_dual_path
-from keras_instance.training.precision import DtypePolicy, cpu_has_amx
-from keras_instance.training.step import InstanceTrainer
+load_library()  # before anything imports TensorFlow: the programs' quiet start-up (_startup.py)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_instance.config import Config  # noqa: E402
+from keras_instance.model.dual_path import build_dual_path  # noqa: E402
+from keras_instance.training.precision import DtypePolicy, cpu_has_amx  # noqa: E402
+from keras_instance.training.step import InstanceTrainer  # noqa: E402
 
 try:
     from finetune import cpu_name
