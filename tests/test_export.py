@@ -1,5 +1,6 @@
 """Export for TF Serving: layout and versions, served embeddings = evaluation's, token-id identity,
 warmup records, models.config, the op allow-list, and `.keras` loading in a fresh process."""
+import json
 import os
 import shutil
 import subprocess
@@ -261,12 +262,25 @@ def test_keep_aspect_served_embeddings_equal_evaluation_on_mixed_aspect_ratios(t
     assert float(squashed[0] @ evaluated[0]) < 0.999
 
 
-KERAS_FILES_IN_FRESH_PROCESS = r"""
-import sys
+# One fresh process for what a user does without the test session's imports, in this order:
+# load an encoder before `import keras_instance` (the error must say what to import), run
+# README's encoders example as written (it makes that import itself), then load the three .keras
+# files with safe_mode and embed the same raw inputs the served SavedModels get.
+FRESH_PROCESS = r"""
+import contextlib, io, json, sys, traceback
 import numpy as np
 import keras
+workdir, sentences_file, inputs_file, readme_file, *paths = sys.argv[1:]
+assert "keras_instance" not in sys.modules
+try:
+    keras.models.load_model(f"{workdir}/text_encoder.keras")
+    without_import = None
+except Exception as e:  # as the traceback's last line shows it
+    without_import = traceback.format_exception_only(e)[-1].strip().splitlines()[-1]
+readme = io.StringIO()
+with contextlib.redirect_stdout(readme):
+    exec(compile(open(readme_file).read(), "README example", "exec"), {"__name__": "__main__"})
 import keras_instance  # the one import the .keras files need
-workdir, sentences_file, inputs_file, *paths = sys.argv[1:]
 image = keras.models.load_model(f"{workdir}/image_encoder.keras", safe_mode=True)
 text = keras.models.load_model(f"{workdir}/text_encoder.keras", safe_mode=True)
 sentences = [line for line in open(sentences_file, encoding="utf-8").read().split("\n") if line]
@@ -276,27 +290,51 @@ model = keras.models.load_model(f"{workdir}/model.keras")  # the training model,
 data = np.load(inputs_file)
 out = model.predict({"image": data["image"], "tokens": data["tokens"]}, verbose=0)
 np.savez("out.npz", image=image_emb, text=text_emb, **{"model_" + k: v for k, v in out.items()})
+json.dump({"without_import": without_import, "readme_stdout": readme.getvalue()},
+          open("out.json", "w"))
 """
 
 
-def test_keras_files_load_in_a_fresh_process_and_give_the_served_embeddings(trained, tmp_path):
-    """image_encoder.keras / text_encoder.keras, loaded with safe_mode in a new process with only
-    `import keras_instance`, equal the served SavedModels on the same raw inputs; model.keras
-    (the training model) gives the in-process outputs."""
-    workdir = trained["config"].workdir
+def _readme_example(trained):
+    """README's encoders example with its paths replaced by the session's run and one image."""
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")).read()
+    block = readme.split("<!-- encoders example -->")[1].split("<!-- end encoders example -->")[0]
+    code = block.split("```python")[1].split("```")[0]
+    assert "runs/mine" in code and "data/mine/images/dogs.jpg" in code, code
+    return code.replace("runs/mine", trained["config"].workdir).replace(
+        "data/mine/images/dogs.jpg", trained["test"][0].image_path)
+
+
+@pytest.fixture(scope="module")
+def fresh_process(trained, tmp_path_factory):
+    """FRESH_PROCESS run once on the session's run: its inputs and what it wrote."""
+    folder = tmp_path_factory.mktemp("fresh_process")
     paths = [r.image_path for r in trained["test"][:4]]
     sentences = [r.captions[0] for r in trained["test"][:4]] + ["Ünïcode, punctuation!  and a DOG"]
-    (tmp_path / "sentences.txt").write_text("\n".join(sentences), encoding="utf-8")
+    (folder / "sentences.txt").write_text("\n".join(sentences), encoding="utf-8")
+    (folder / "readme_example.py").write_text(_readme_example(trained), encoding="utf-8")
     rng = np.random.default_rng(0)
     inputs = {"image": rng.uniform(0, 255, (3, 32, 32, 3)).astype(np.float32),
               "tokens": text.encode_captions(sentences[:3], trained["vocab"],
                                              trained["config"].data.max_length)}
-    np.savez(tmp_path / "in.npz", **inputs)
-    proc = subprocess.run([sys.executable, "-c", KERAS_FILES_IN_FRESH_PROCESS, workdir,
-                           str(tmp_path / "sentences.txt"), str(tmp_path / "in.npz"), *paths],
-                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    np.savez(folder / "in.npz", **inputs)
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, trained["config"].workdir,
+                           str(folder / "sentences.txt"), str(folder / "in.npz"),
+                           str(folder / "readme_example.py"), *paths],
+                          cwd=str(folder), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = np.load(tmp_path / "out.npz")
+    with open(folder / "out.json") as f:
+        said = json.load(f)
+    return dict(paths=paths, sentences=sentences, inputs=inputs, said=said,
+                out=dict(np.load(folder / "out.npz")))
+
+
+def test_keras_files_load_in_a_fresh_process_and_give_the_served_embeddings(trained,
+                                                                           fresh_process):
+    """image_encoder.keras / text_encoder.keras, loaded with safe_mode in a new process with only
+    `import keras_instance`, equal the served SavedModels on the same raw inputs; model.keras
+    (the training model) gives the in-process outputs."""
+    got, paths, sentences = fresh_process["out"], fresh_process["paths"], fresh_process["sentences"]
     image_model = tf.saved_model.load(saved(trained, serving_export.IMAGE_MODEL))
     text_model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
     served_images = image_model.signatures["serving_default"](
@@ -305,33 +343,20 @@ def test_keras_files_load_in_a_fresh_process_and_give_the_served_embeddings(trai
         sentences=tf.constant(sentences))["embedding"].numpy()
     np.testing.assert_allclose(got["image"], served_images, atol=1e-5)
     np.testing.assert_allclose(got["text"], served_text, atol=1e-5)
-    expected = trained["dual"].full_model()(inputs, training=False)
+    expected = trained["dual"].full_model()(fresh_process["inputs"], training=False)
     for key, value in expected.items():
         np.testing.assert_allclose(got["model_" + key], np.asarray(value), atol=1e-5)
 
 
-def test_loading_an_encoder_without_the_import_says_what_to_import(trained, tmp_path):
-    path = os.path.join(trained["config"].workdir, "text_encoder.keras")
-    proc = subprocess.run([sys.executable, "-c",
-                           "import sys, keras; keras.models.load_model(sys.argv[1])", path],
-                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("TypeError: Could not locate class 'TextEncoder'"), last
+def test_loading_an_encoder_without_the_import_says_what_to_import(fresh_process):
+    last = fresh_process["said"]["without_import"]
+    assert last and last.startswith("TypeError: Could not locate class 'TextEncoder'"), last
     # right after Keras' own fixed ~340-character preamble (it was at character 766)
     assert "'load_with': 'import keras_instance'" in last[:450], last
 
 
-def test_readme_python_example_runs(trained, tmp_path):
-    """README's encoders example, run as written on the session's run and one of its images."""
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")).read()
-    block = readme.split("<!-- encoders example -->")[1].split("<!-- end encoders example -->")[0]
-    code = block.split("```python")[1].split("```")[0]
-    photo = trained["test"][0].image_path
-    code = code.replace("runs/mine", trained["config"].workdir).replace(
-        "data/mine/images/dogs.jpg", photo)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    similarity = float(proc.stdout.strip().splitlines()[-1])
+def test_readme_python_example_runs(fresh_process):
+    """README's encoders example, run as written (before anything else imported keras_instance)
+    on the session's run and one of its images: it prints the cosine similarity."""
+    similarity = float(fresh_process["said"]["readme_stdout"].strip().splitlines()[-1])
     assert -1.0 <= similarity <= 1.0 and similarity != 0.0

@@ -1,8 +1,9 @@
 """Two MultiWorkerMirroredStrategy workers on loopback train like one process with their batch.
 
-The workers and the one-process reference run as subprocesses (TF_CONFIG and collective ops must
-be set up before TensorFlow starts). Each trains the tiny Stage I for a few steps through
-`training.train`, the same call `python -m keras_instance.cli.train --strategy=multi_worker` makes.
+The workers run as subprocesses (TF_CONFIG and collective ops must be set up before TensorFlow
+starts); the one-process reference trains here meanwhile, under OneDeviceStrategy. Each trains the
+tiny Stage I for a few steps through `training.train`, the same call
+`python -m keras_instance.cli.train --strategy=multi_worker` makes.
 """
 import json
 import os
@@ -21,37 +22,40 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = textwrap.dedent(r"""
     import json, os, sys
     sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
-    import numpy as np
+    from test_multi_worker import train
+    from keras_instance.training import distribute
+
+    data, workdir, out, kind = sys.argv[2:6]
+    print(json.dumps(train(data, workdir, out, distribute.make_strategy(kind))))
+""")
+
+
+def train(data, workdir, out, strategy):
+    """The tiny Stage I under `strategy`; its initial weights to init.npz beside `out`, its final
+    weights to `out`."""
+    import keras
     from conftest import tiny_config
+
     from keras_instance import run_folder
     from keras_instance.training import distribute
     from keras_instance.training import stages as training
 
-    import keras
-
     class SaveInitial(keras.callbacks.Callback):
-        def __init__(self, out):
-            super().__init__()
-            self.out = out
-
         def on_train_begin(self, logs=None):
             weights = self.model.dual.full_model().get_weights()
-            np.savez(os.path.join(os.path.dirname(self.out), "init.npz"), *weights)
+            np.savez(os.path.join(os.path.dirname(out), "init.npz"), *weights)
 
-    data, workdir, out, kind = sys.argv[2:6]
-    strategy = distribute.make_strategy(kind)
     # weight decay large enough that a per-worker copy of it (2x) lands far outside tolerance
     config = tiny_config(data, workdir, dropout=0.0, batch_size=16, stage1_lr_schedule="0.1:2",
                          weight_decay=0.2)
-    training.train(config, 1, strategy, verbose=0, callbacks=[SaveInitial(out)])
+    training.train(config, 1, strategy, verbose=0, callbacks=[SaveInitial()])
     mine = distribute.for_this_worker(config, strategy)
     dual = run_folder.build_model(mine, backbone_weights=None)
     model = dual.full_model()
     model.load_weights(run_folder.final_weights_path(mine.workdir, 1))
     np.savez(out, *model.get_weights())
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync,
-                      "chief": distribute.is_chief(strategy), "workdir": mine.workdir}))
-""")
+    return {"replicas": strategy.num_replicas_in_sync, "chief": distribute.is_chief(strategy),
+            "workdir": mine.workdir}
 
 
 def _free_ports(n):
@@ -97,9 +101,13 @@ def test_two_workers_match_each_other_and_one_process(tmp_path):
     procs = [_launch([data, str(tmp_path / "run"), str(tmp_path / f"w{i}.npz"), "multi_worker"],
                      {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
              for i in range(2)]
-    reports = [_finish(p) for p in procs]
-    reference = _finish(_launch([data, str(tmp_path / "one"), str(tmp_path / "one.npz"),
-                                 "one_device"]))
+    try:  # the reference trains while the workers do
+        from keras_instance.training import distribute
+        (tmp_path / "ref").mkdir()
+        reference = train(data, str(tmp_path / "one"), str(tmp_path / "ref" / "one.npz"),
+                          distribute.make_strategy("one_device"))
+    finally:
+        reports = [_finish(p) for p in procs]
     assert [r["replicas"] for r in reports] == [2, 2] and reference["replicas"] == 1
     assert [r["chief"] for r in reports] == [True, False]
     # only the chief wrote the workdir; the other worker kept its files apart
@@ -108,11 +116,12 @@ def test_two_workers_match_each_other_and_one_process(tmp_path):
     assert os.path.exists(tmp_path / "run" / "stage1" / "final.weights.h5")
 
     w0, w1 = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
-    one = _weights(tmp_path / "one.npz")
+    one = _weights(tmp_path / "ref" / "one.npz")
     for a, b in zip(w0, w1):
         np.testing.assert_array_equal(a, b)  # all-reduced steps: identical on both workers
     diff = max(float(np.abs(a - b).max()) for a, b in zip(w0, one))
-    moved = max(float(np.abs(a - b).max()) for a, b in zip(one, _weights(tmp_path / "init.npz")))
+    moved = max(float(np.abs(a - b).max())
+                for a, b in zip(one, _weights(tmp_path / "ref" / "init.npz")))
     # one process with the same global batch: float32 summation order only (measured 2e-5
     # of a 0.25 move); a loss not divided by the replica count, unsynchronised BN or workers
     # reading the same half of the data would differ by the order of the move itself
