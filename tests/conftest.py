@@ -114,8 +114,8 @@ def shared_between_workers(tmp_path_factory, name: str):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> dict:
     """The tiny model trained through Stage I and II once per test run (shared by the workers),
-    loaded, and exported by the export program as version 1. Read only: `copy_run` for a folder a
-    test may change."""
+    loaded, and exported as the export program exports it (version 1, the .keras files). Read
+    only: `copy_run` for a folder a test may change."""
     from keras_instance import run_folder
     from keras_instance.data import readers
     from keras_instance.data.records import split_records
@@ -127,9 +127,14 @@ def trained_run(tmp_path_factory) -> dict:
                                  feature_cache=str(root / "cache"))
             stages.train(config, 1, verbose=0)
             stages.train(config, 2, verbose=0)
-            out = run_program("keras_instance.cli.export", f"--workdir={workdir}",
-                              f"--export_dir={exports}")
-            assert "exported as version 1" in out.stdout
+            # what `python -m keras_instance.cli.export` writes (the program itself runs in
+            # tests/test_own_data.py), without another TensorFlow start-up
+            from keras_instance.export import encoders, publish
+            run = run_folder.load_trained(workdir)
+            result = publish.export_encoders(run.config, run.dual, run.vocab, exports)
+            assert result["version"] == 1, result
+            encoders.save_encoders(run.config, run.dual, run.vocab, workdir)
+            encoders.save_keras_model(run.dual, workdir)
             (root / "done").write_text("")
     run = run_folder.load_trained(workdir)
     return dict(config=run.config, dual=run.dual, vocab=run.vocab, exports=exports, root=root,
@@ -155,7 +160,9 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Heaviest files first; within a file, the order it is written in."""
+    """Heaviest files first; within a file, the order it is written in. The second file is the
+    heaviest one that needs no `trained_run`, so the second worker does not start by waiting
+    for the first to train it."""
     try:
         with open(DURATIONS) as f:
             seconds = json.load(f)
@@ -163,6 +170,15 @@ def pytest_collection_modifyitems(config, items):
         return
     first = float("inf")  # a file not measured yet may be long: do not leave it for last
     items.sort(key=lambda item: -seconds.get(_test_file(item.nodeid), first))
+    files = list(dict.fromkeys(_test_file(item.nodeid) for item in items))
+    needs = {f for f in files if any("trained_run" in item.fixturenames
+                                     for item in items if _test_file(item.nodeid) == f)}
+    free = [f for f in files[1:] if f not in needs]
+    if len(files) > 2 and files[0] in needs and files[1] in needs and free:
+        files.remove(free[0])
+        files.insert(1, free[0])
+        rank = {f: n for n, f in enumerate(files)}
+        items.sort(key=lambda item: rank[_test_file(item.nodeid)])
 
 
 _file_seconds: dict = defaultdict(float)

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import TINY_FLAGS, run_program
+from conftest import tiny_config
 
 from keras_instance import run_folder
 from keras_instance.config import Config
@@ -15,8 +15,6 @@ from keras_instance.data.records import split_records
 from keras_instance.text import tokenizer as text
 from keras_instance.training import pseudo_labels
 from keras_instance.training import stages as training
-
-TINY = [*TINY_FLAGS, "--stage1_lr_schedule=0.1:2", "--notest_flip_sum"]
 
 
 def test_well_separated_groups_are_recovered():
@@ -46,10 +44,11 @@ def test_bad_cluster_counts_are_refused():
 def test_kmeans_run_trains_on_k_classes_and_stage2_reuses_them(tmp_path):
     data, work, cache = str(tmp_path / "data"), str(tmp_path / "run"), str(tmp_path / "cache")
     generate_demo(data, num_train=48, num_val=2, num_test=8, image_size=32, seed=5)
-    proc = run_program("keras_instance.cli.train", *TINY, f"--data_dir={data}",
-                       f"--workdir={work}", f"--feature_cache={cache}", "--labels=kmeans",
-                       "--num_clusters=4", "--stage=1")
-    assert "48 images, 4 classes" in proc.stdout
+    lines = []
+    training.train(tiny_config(data, work, feature_cache=cache, labels="kmeans", num_clusters=4,
+                               stage1_lr_schedule="0.1:2", test_flip_sum=False),
+                   1, verbose=0, log=lines.append)
+    assert any("48 images, 4 classes" in line for line in lines), lines
     with open(os.path.join(work, "meta.json")) as f:
         assert json.load(f)["num_classes"] == 4
     path = pseudo_labels.labels_path(work)

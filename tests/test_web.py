@@ -5,11 +5,12 @@ server down or without a model), and the page itself in headless Chromium driven
 Selenium and chromium-driver (typed and keyboard-submitted queries, a chosen and a dropped photo,
 more like this, Tab through every control, messages on the page), with screenshots.
 
-The module fixture copies the trained run's exports, adds index models built by `python -m
-keras_instance.cli.index --gallery=split:test`, serves them with one stand-in, and starts one
-`python -m serving.web` on a free port. The tiny model is not accurate: "the known image first"
-uses a (caption, image) pair of the test split that the served model itself ranks first (asked
-through the client), and every page assertion compares with what SearchClient answers.
+The module fixture copies the trained run's exports, adds index models over the test split (as
+`python -m keras_instance.cli.index --gallery=split:test` writes them), serves them with one
+stand-in, and starts one `python -m serving.web` on a free port. The tiny model is not
+accurate: "the known image first" uses a (caption, image) pair of the test split that the served
+model itself ranks first (asked through the client), and every page assertion compares with what
+SearchClient answers.
 
 Screenshots go to a temporary folder printed with the test output (`pytest -s` shows it);
 KERAS_INSTANCE_WEB_SCREENSHOT=PATH also writes the text-search one there (README's
@@ -51,9 +52,13 @@ def served(trained_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("web")
     exports = str(root / "exports")
     shutil.copytree(trained_run["exports"], exports)
-    out = run_program("keras_instance.cli.index", f"--workdir={trained_run['config'].workdir}",
-                      f"--export_dir={exports}", "--gallery=split:test", "--max_k=20")
-    assert "indexed as version 1" in out.stdout, out.stdout
+    # what `python -m keras_instance.cli.index --gallery=split:test --max_k=20` writes (that
+    # program: tests/test_index.py), built here without another TensorFlow start-up
+    from keras_instance.export import publish
+    result = publish.build_index(trained_run["config"], trained_run["dual"], trained_run["vocab"],
+                                 exports, "split:test", trained_run["records"], max_k=20,
+                                 log=lambda line: None)
+    assert result["version"] == 1, result
     standin = StandinProcess(
         [f"--model_config={os.path.join(exports, 'models.config')}", f"--models_root={exports}",
          "--file_system_poll_wait_seconds=0", "--tensorflow_intra_op_parallelism=1",
