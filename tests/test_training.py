@@ -1,5 +1,5 @@
-"""Two-stage training on tiny generated data: files written, resume after a kill, evaluation,
-and the run-folder rules."""
+"""Two-stage training on tiny generated data: files written, evaluation, a kill before the first
+backup, and the run-folder rules (a resume after a kill: tests/test_resume.py)."""
 import csv
 import json
 import os
@@ -27,9 +27,6 @@ def tiny_config(data_dir, workdir, **overrides):
     return conftest.tiny_config(data_dir, workdir, **{
         "stage1_lr_schedule": "0.1:2", "stage2_lr_schedule": "0.1:1,0.01:1",
         "test_flip_sum": False, **overrides})
-
-
-KillAfterEpoch = conftest.KillAfterEpoch
 
 
 def _epochs_logged(workdir, stage):
@@ -72,34 +69,6 @@ def test_stage2_needs_stage1(demo_dir, tmp_path):
         training.train(tiny_config(demo_dir, str(tmp_path / "run")), 2, verbose=0)
 
 
-def test_interrupted_run_resumes_from_last_epoch(demo_dir, tmp_path):
-    config = tiny_config(demo_dir, str(tmp_path / "run"), stage1_lr_schedule="0.1:4")
-    with pytest.raises(KeyboardInterrupt):
-        training.train(config, 1, verbose=0, callbacks=[KillAfterEpoch(1)])
-    assert _epochs_logged(config.workdir, 1) == [0, 1]
-    assert not os.path.exists(run_folder.final_weights_path(config.workdir, 1))
-
-    resumed = []
-
-    class RecordStart(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            resumed.append(int(self.model.optimizer.iterations.numpy()))
-
-        def on_epoch_begin(self, epoch, logs=None):
-            resumed.append(("epoch", epoch))
-
-    lines, log = _messages()
-    summary = training.train(config, 1, verbose=0, callbacks=[RecordStart()], log=log)
-    assert "resuming stage 1 at epoch 3 of 4" in lines, lines
-    assert summary["epochs"] == 4
-    # The rerun started at epoch 2, with the optimizer's step count restored (2 epochs × 3 steps).
-    epochs_run = [e for kind, e in (r for r in resumed if isinstance(r, tuple))]
-    assert epochs_run == [2, 3]
-    assert resumed[0] == 2 * 3
-    assert _epochs_logged(config.workdir, 1) == [0, 1, 2, 3]
-    assert os.path.exists(run_folder.final_weights_path(config.workdir, 1))
-
-
 def test_a_moved_run_folder_loads_from_where_it_is(copy_run, trained_run):
     """config.json records the workdir it was trained in; loading must follow the folder."""
     assert Config.load(copy_run).workdir == trained_run["config"].workdir
@@ -125,19 +94,27 @@ def test_steps_per_execution_trains_the_same_steps(demo_dir, tmp_path):
         weights.append([w.numpy() for w in dual.full_model().weights])
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    lines = []
-    training.train(tiny_config(demo_dir, str(tmp_path / "odd"), steps_per_execution=2),
-                   1, verbose=0, log=lines.append)
+    lines, compiled = [], []
+    with pytest.raises(KeyboardInterrupt):  # the count is chosen when the trainer is compiled
+        training.train(tiny_config(demo_dir, str(tmp_path / "odd"), steps_per_execution=2),
+                       1, verbose=0, log=lines.append, callbacks=[KillAtStart(compiled)])
     assert any("--steps_per_execution=2 runs as 1" in line for line in lines), lines
+    assert compiled == [1]
     with pytest.raises(ValueError, match="steps_per_execution must be positive"):
         tiny_config(demo_dir, str(tmp_path / "bad"), steps_per_execution=0).validate()
 
 
 class KillAtStart(keras.callbacks.Callback):
     """A kill after the vocabulary and word vectors exist but before the first backup (as
-    during the cache build, k-means or the first XLA compile)."""
+    during the cache build, k-means or the first XLA compile); notes the compiled trainer's
+    steps per execution in `seen`."""
+
+    def __init__(self, seen=None):
+        super().__init__()
+        self.seen = [] if seen is None else seen
 
     def on_train_begin(self, logs=None):
+        self.seen.append(int(self.model.steps_per_execution))
         raise KeyboardInterrupt("simulated kill before the first backup")
 
 
@@ -158,7 +135,8 @@ def test_a_rerun_after_a_kill_before_the_first_backup_starts_from_word2vec(demo_
         training.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen), KillAtStart()])
     assert os.path.exists(run_folder.path(config.workdir, run_folder.VOCAB))
     assert not os.path.exists(os.path.join(config.workdir, "stage1", "backup"))
-    training.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen)])
+    with pytest.raises(KeyboardInterrupt):  # the rerun's start is what is checked
+        training.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen), KillAtStart()])
     first, rerun = seen
     assert np.abs(first).max() > 0.2  # word2vec rows, not the 0.1-std random init
     np.testing.assert_array_equal(first, rerun)
@@ -169,12 +147,10 @@ def _messages():
     return lines, lines.append
 
 
-@pytest.mark.slow
-def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(demo_dir, tmp_path):
-    config = tiny_config(demo_dir, str(tmp_path / "run"), stage1_lr_schedule="0.1:1",
-                         stage2_lr_schedule="0.1:1")
-    training.train(config, 1, verbose=0)
-    training.train(config, 2, verbose=0)
+def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(copy_run):
+    """On a copy of the session's run (Stage I and II finished, one epoch each)."""
+    config = Config.load(copy_run).replace(workdir=copy_run)
+    assert config.schedule_for(1) == config.schedule_for(2) == [(0.1, 1)]
     stage1 = run_folder.final_weights_path(config.workdir, 1)
     before = os.path.getmtime(stage1)
     lines, log = _messages()
@@ -185,6 +161,7 @@ def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(demo_dir, tmp_pa
     lines, log = _messages()
     redone = training.train(config, 1, verbose=0, log=log, overwrite=True)
     assert not redone.get("skipped") and redone["epochs"] == 1
+    assert os.path.getmtime(stage1) != before
     assert _epochs_logged(config.workdir, 1) == [0]  # a new stage, not a restored one
     # the Stage II trained from the replaced Stage I was set aside, then dropped
     assert any("stage2" in line and "moved" in line for line in lines), lines
@@ -192,8 +169,12 @@ def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(demo_dir, tmp_pa
     assert not [n for n in os.listdir(config.workdir) if n.endswith(".replaced")]
 
 
-def test_a_conflicting_flag_is_refused_and_leaves_the_run_loadable(demo_dir, tmp_path):
-    config = tiny_config(demo_dir, str(tmp_path / "run"), stage1_lr_schedule="0.1:1")
+def test_conflicting_flags_and_other_data_are_refused_and_leave_the_run_loadable(
+        demo_dir, tmp_path):
+    import shutil
+    data = str(tmp_path / "data")
+    shutil.copytree(demo_dir, data)
+    config = tiny_config(data, str(tmp_path / "run"), stage1_lr_schedule="0.1:1")
     training.train(config, 1, verbose=0)
     saved = open(os.path.join(config.workdir, "config.json")).read()
     with pytest.raises(ValueError, match=r"--embed_dim=32 conflicts .* --embed_dim=16"):
@@ -203,13 +184,6 @@ def test_a_conflicting_flag_is_refused_and_leaves_the_run_loadable(demo_dir, tmp
     run = run_folder.load_trained(config.workdir, stage=1)
     assert run.config.model.embed_dim == 16
 
-
-def test_a_rerun_with_other_data_or_settings_is_refused(demo_dir, tmp_path):
-    import shutil
-    data = str(tmp_path / "data")
-    shutil.copytree(demo_dir, data)
-    config = tiny_config(data, str(tmp_path / "run"), stage1_lr_schedule="0.1:1")
-    training.train(config, 1, verbose=0)
     with pytest.raises(ValueError, match=r"asks for --stage1_lr_schedule=0.1:2\. Pass --overwrite"):
         training.train(config.replace(stage1_lr_schedule="0.1:2"), 1, verbose=0)
     manifest = os.path.join(data, "manifest.jsonl")
@@ -220,6 +194,7 @@ def test_a_rerun_with_other_data_or_settings_is_refused(demo_dir, tmp_path):
     open(manifest, "w").write("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match="training data differ"):
         training.train(config, 1, verbose=0)
+    assert open(os.path.join(config.workdir, "config.json")).read() == saved
 
 
 def test_a_workdir_that_is_a_file_and_an_oversized_batch_fail_first(demo_dir, tmp_path):
