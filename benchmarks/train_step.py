@@ -7,7 +7,10 @@ classifier) and times `fit` steps for: synchronized BN on/off, XLA (jit_compile)
 mixed_bfloat16 against float32 with and without XLA (what --precision=auto decides from), and
 (with XLA) MirroredStrategy over the one CPU against TF's default strategy, which
 `distribute.make_strategy` picks when there is no GPU and no --num_cpu_replicas.
-Prints the CPU model, steps/s and the ratio to the first row.
+`--text_cnn` instead times the text CNN's share (XLA, sync BN): the authors' layout at the
+Flickr8k recipe's widths against the v1 layout and narrower or shallower CNNs (existing flags).
+Prints the CPU model, steps/s, process CPU time per step (steadier than wall time on a shared
+machine) and the ratios to the first row.
 """
 import argparse
 import time
@@ -31,27 +34,39 @@ except ImportError:  # run from another folder
     from benchmarks.finetune import cpu_name
 
 
+# --text_cnn rows: (name, text settings); the first is the Flickr8k recipe's text CNN
+TEXT_CNNS = [("authors layout, 128..512 (flickr8k)", {}),
+             ("v1 layout, 128..512", {"text_layout": "v1"}),
+             ("authors layout, 64..256", {"text_widths": (64, 128, 128, 256)}),
+             ("authors layout, 3 stages 128,256,512",
+              {"text_widths": (128, 256, 512), "text_blocks": (1, 1, 1)})]
+
+
 def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000, strategy=None,
-            policy="float32"):
+            policy="float32", text=None):
+    """(steps/s, process CPU ms per step) of `steps` timed steps after a traced warm-up."""
     with (strategy or tf.distribute.get_strategy()).scope(), DtypePolicy(policy):
-        trainer, feature_dim = _trainer(sync_bn, jit, classes, vocab)
+        trainer, feature_dim = _trainer(sync_bn, jit, classes, vocab, text)
     rng = np.random.default_rng(0)
     n = batch * steps
     x = {"image_features": rng.normal(size=(n, feature_dim)).astype("float32"),
          "tokens": rng.integers(1, vocab, (n, 32)).astype("int32")}
     y = rng.integers(0, classes, n).astype("int32")
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache()
-    trainer.fit(ds.take(3), epochs=1, verbose=0, shuffle=False)  # trace / compile
-    start = time.perf_counter()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+    # trace / compile on an uncached copy: a partly read cache() makes TF print a warning
+    trainer.fit(ds.take(3), epochs=1, verbose=0, shuffle=False)
+    ds = ds.cache()
+    start, cpu = time.perf_counter(), time.process_time()
     trainer.fit(ds, epochs=1, verbose=0, shuffle=False)
-    return steps / (time.perf_counter() - start)
+    return steps / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / steps
 
 
-def _trainer(sync_bn, jit, classes, vocab):
-    config = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
-                         image_size=32, embed_dim=1024,
-                    image_head_units=(1024,), text_widths=(128, 256, 256, 512),
-                    text_blocks=(1, 1, 1, 1), word_dim=300, dropout=0.5, sync_batchnorm=sync_bn)
+def _trainer(sync_bn, jit, classes, vocab, text=None):
+    settings = dict(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
+                    image_size=32, embed_dim=1024, image_head_units=(1024,),
+                    text_widths=(128, 256, 256, 512), text_blocks=(1, 1, 1, 1), word_dim=300,
+                    dropout=0.5, sync_batchnorm=sync_bn)
+    config = Config.flat(**{**settings, **(text or {})})
     dual = build_dual_path(config, classes, vocab, backbone_weights=None)
     dual.backbone.trainable = False
     feature_dim = dual.feature_dim  # tiny_cnn stands in: only its output size matters here
@@ -66,6 +81,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--text_cnn", action="store_true",
+                        help="time text CNN variants (XLA, sync BN) instead of the step options")
     args = parser.parse_args()
     gpu = bool(tf.config.list_logical_devices("GPU"))
     mixed = "mixed_float16" if gpu else "mixed_bfloat16"
@@ -78,15 +95,19 @@ def main():
     if not gpu:  # with a GPU, mirrored spans it instead
         rows.append(("sync BN, XLA, MirroredStrategy on 1 CPU", True, True,
                      tf.distribute.MirroredStrategy(["/cpu:0"]), "float32"))
+    rows = [(name, *row, None) for name, *row in rows]
+    if args.text_cnn:
+        rows = [(name, True, True, None, "float32", text) for name, text in TEXT_CNNS]
     base = None
     print(f"batch {args.batch}, {args.steps} timed steps, devices: "
           f"{[d.name for d in tf.config.list_logical_devices()]}, CPU: {cpu_name()} "
           f"(AMX: {'yes' if cpu_has_amx() else 'no'})")
-    for name, sync_bn, jit, strategy, policy in rows:
-        rate = measure(sync_bn, jit, args.batch, args.steps, strategy=strategy, policy=policy)
-        base = base or rate
+    for name, sync_bn, jit, strategy, policy, text in rows:
+        rate, cpu_ms = measure(sync_bn, jit, args.batch, args.steps, strategy=strategy,
+                               policy=policy, text=text)
+        base = base or (rate, cpu_ms)
         print(f"{name:40s} {rate:7.2f} steps/s  {args.batch * rate:8.1f} examples/s  "
-              f"×{rate / base:.2f}")
+              f"×{rate / base[0]:.2f}   {cpu_ms:6.0f} CPU ms/step  ×{cpu_ms / base[1]:.2f}")
 
 
 if __name__ == "__main__":
