@@ -24,7 +24,7 @@ from typing import Optional
 
 # Branch outputs a run may retrieve with (`test.test_feature`); see model.dual_path.
 TEST_FEATURES = ("embedding", "relu")
-# How test images reach the backbone: "keep_aspect" (METHOD.md: short side `test_short_side`,
+# How test images reach the backbone: "keep_aspect" (docs/method.md: short side `test_short_side`,
 # the head applied at every position of the feature map, summed) or "squash" (size × size),
 # both applied to the image as `image.squash_to` leaves it (its square, where set).
 TEST_GEOMETRIES = ("keep_aspect", "squash")
@@ -33,11 +33,11 @@ TEST_GEOMETRIES = ("keep_aspect", "squash")
 NEGATIVES = ("hardest_of_pool", "random", "hardest_in_batch")
 PROTOCOLS = ("1k", "coco_1k", "coco_5k", "cuhk")
 
-# METHOD.md, "Shared classifier and losses": rank : image : text.
+# docs/method.md, "Shared classifier and losses": rank : image : text.
 STAGE_LOSS_WEIGHTS = {1: (0.0, 1.0, 1.0), 2: (2.0, 1.0, 0.1)}
 CUHK_STAGE2_LOSS_WEIGHTS = (2.0, 1.0, 0.5)
 
-# METHOD.md, "Optimisation": multipliers of the global learning rate.
+# docs/method.md, "Optimisation": multipliers of the global learning rate.
 DEFAULT_LR_MULTIPLIERS = {
     "new": 0.1,          # layers this project adds (heads, text CNN)
     "classifier": 0.01,  # the shared instance classifier W (its bias: twice this)
@@ -204,7 +204,7 @@ class TestConfig:
                                             "trains).", "test", TEST_FEATURES)
     test_geometry: str = _field("keep_aspect", "keep_aspect: short side --test_short_side, the "
                                                "head at every window of the map, summed "
-                                               "(METHOD.md); squash: image_size².", "test",
+                                               "(docs/method.md); squash: image_size².", "test",
                                 TEST_GEOMETRIES)
     test_short_side: int = _field(0, "keep_aspect's short side; 0: --squash_to if set (the "
                                      "whole square), else image_size · 256/224.", "test")

@@ -1,5 +1,6 @@
-"""Every keras.applications backbone builds with weights=None, gives METHOD.md's feature size, and
-gives the same feature through its window view (the keep_aspect test geometry) on one window."""
+"""Every keras.applications backbone builds with weights=None, gives docs/method.md's feature
+size, and gives the same feature through its window view (the keep_aspect test geometry) on one
+window."""
 import numpy as np
 import pytest
 import tensorflow as tf

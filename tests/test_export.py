@@ -232,7 +232,7 @@ def test_op_allow_list(trained):
 
 @pytest.mark.slow
 def test_keep_aspect_served_embeddings_equal_evaluation_on_mixed_aspect_ratios(tmp_path):
-    """METHOD.md's test geometry (short side kept, every window of the map summed) in the
+    """docs/method.md's test geometry (short side kept, every window of the map summed) in the
     served graph, for one request mixing 3:2, 2:3, square and very wide images."""
 
     import keras

@@ -2,7 +2,7 @@
 
 Every picture holds two or three shapes on a 3×3 grid; its captions name each shape's colour,
 kind, size and place, and how many shapes there are — exactly what class-level labels lose and
-instance-level retrieval needs (METHOD.md, "Idea"). Five captions per picture, each worded
+instance-level retrieval needs (docs/method.md, "The idea"). Five captions per picture, each worded
 differently. The data is written as a JSON-Lines manifest plus PNG files, so it flows through the
 same reader (`read_manifest`) as users' own data. Nothing is downloaded.
 

@@ -110,7 +110,7 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
 def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor,
                         scale=(0.8, 1.0), aspect=(3 / 4, 4 / 3)) -> tf.Tensor:
     """Crop 80–100 % (side) of the largest crop of a random aspect in [3/4, 4/3], resize
-    (METHOD.md)."""
+    (docs/method.md)."""
     seeds = tf.random.experimental.stateless_split(seed, 4)
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     h, w = shape[0], shape[1]
@@ -164,7 +164,7 @@ def eval_pixels(image: tf.Tensor, geometry: str, image_size: int, short_side: in
 
 
 def resize_short_side(image: tf.Tensor, side: int) -> tf.Tensor:
-    """[H, W, 3] → the whole image with its short side `side`, aspect kept (METHOD.md's test
+    """[H, W, 3] → the whole image with its short side `side`, aspect kept (docs/method.md's test
     images; the authors' resize_image.m). The long side is rounded to the nearest pixel."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = tf.cast(side, tf.float32) / tf.reduce_min(shape)

@@ -115,7 +115,7 @@ class DualPath:
     def window_embedding(self, pixels: tf.Tensor, feature: str = "embedding") -> tf.Tensor:
         """pixels [B, H, W, 3] → the head's `feature` summed over every S × S window [B, E].
 
-        The keep_aspect test geometry (METHOD.md): the authors feed the whole image (short side
+        The keep_aspect test geometry (docs/method.md): the authors feed the whole image (short side
         256) and sum the fc + BN output over all positions of the map.
         """
         return window_embedding(self.backbone, self.image_head, self.backbone_name,

@@ -1,4 +1,5 @@
-"""Instance loss and the bidirectional ranking loss (METHOD.md, "Shared classifier and losses").
+"""Instance loss and the bidirectional ranking loss (docs/method.md, "Shared classifier and
+losses").
 
 The losses return one value per local example (or anchor); the trainer sums them and divides by
 the GLOBAL batch size, so gradients summed over replicas equal a single-device step — and, for

@@ -1,4 +1,5 @@
-"""Text branch: word layer + residual text CNN with left-padded 1×2 convs (METHOD.md, "Text")."""
+"""Text branch: word layer + residual text CNN with left-padded 1×2 convs (docs/method.md, "Text
+branch")."""
 from __future__ import annotations
 
 import keras

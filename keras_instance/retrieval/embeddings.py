@@ -1,6 +1,6 @@
 """Test-time embeddings of images and captions: what evaluation ranks and indexes search.
 
-Test-time features follow METHOD.md: an image's embedding is the second fc + BN output (before
+Test-time features follow docs/method.md: an image's embedding is the second fc + BN output (before
 ReLU; `test_feature="relu"` takes it after the ReLU, where the ranking loss trains) of the whole
 image at short side 256 (aspect kept), summed over every position of the feature map
 (`test_geometry="keep_aspect"`; "squash" resizes to image_size²), plus the same for the flipped

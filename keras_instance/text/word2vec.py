@@ -1,4 +1,4 @@
-"""word2vec vectors for the first text layer (METHOD.md, "Text: layer 1").
+"""word2vec vectors for the first text layer (docs/method.md, "Text branch").
 
 By default a gensim Word2Vec is trained on the training captions (no download needed); a
 pretrained file (.bin / .txt in word2vec format, or a gensim .kv) can be given instead, as the

@@ -1,4 +1,4 @@
-"""Two-stage training (METHOD.md, "Optimisation"), resumable, under any tf.distribute strategy.
+"""Two-stage training (docs/method.md, "Optimisation"), resumable, under any tf.distribute strategy.
 
 What a run folder holds, and the rules that keep it loadable, are `run_folder`'s.
 """

@@ -18,7 +18,7 @@ _KERNELS = ("kernel", "embeddings", "depthwise_kernel")
 
 
 def variable_group(dual_backbone_ids: set, variable, backbone_kinds: dict | None = None) -> str:
-    """Learning-rate group of METHOD.md from where a variable lives and its name.
+    """Learning-rate group of docs/method.md from where a variable lives and its name.
 
     backbone variables: their kind group (`backbone_kind`, from `backbone_kinds`: id → group),
     else "backbone"; classifier (W; its bias: classifier_bias, at twice W's learning rate as
