@@ -249,3 +249,66 @@ def test_only_core_ops(saved):
     assert {"MatMul", "TopKV2", "StringToHashBucketFast", "LowerBound", "RaggedRange"} <= ops
     outside = sorted(op for op in ops if op not in core | ALLOWED_INTERNAL_OPS)
     assert not outside, f"the index uses ops outside core TF: {outside}"
+    # a gather on a variable (ResourceGather) switches it to copy-on-read: every later dense read
+    # (exact search's matmul over the rows) would copy the whole gallery
+    assert "ResourceGather" not in ops and "ReadVariableOp" in ops
+
+
+# --- the list scan itself (ivf.probe) against NumPy, on scores that are exact in float32 --------
+
+def exact_valued(n, seed):
+    """Rows of multiples of 1/8 in [-1/4, 1/4]: every dot product is exact in float32 whatever the
+    summation order, so scores equal NumPy's bit for bit and ties are real (and frequent)."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-2, 3, (n, DIM)) / 8).astype(np.float32)
+
+
+def numpy_probe(queries, values, scale, centroids, offsets, nprobe, k, allowed=None):
+    """The rows of each query's nprobe best lists, scored in NumPy, top k, ties to the lower
+    storage position; -1 / -inf past the candidates."""
+    found = np.full((len(queries), k), -1, np.int64)
+    best = np.full((len(queries), k), -np.inf, np.float32)
+    for q, query in enumerate(queries):
+        lists = np.argsort(-(centroids @ query), kind="stable")[:nprobe]
+        positions = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in lists])
+        positions = np.sort(positions)
+        if allowed is not None:
+            positions = positions[allowed[positions]]
+        scores = (values[positions].astype(np.float32) @ query).astype(np.float32)
+        if values.dtype == np.int8:
+            scores = scores * scale[positions]
+        order = np.argsort(-scores, kind="stable")[:k]
+        found[q, :len(order)], best[q, :len(order)] = positions[order], scores[order]
+    return found, best
+
+
+SCAN_ROWS = exact_valued(1003, seed=2)
+SCAN_QUERIES = exact_valued(9, seed=3)
+SCAN_LISTS = ivf.build_lists(SCAN_ROWS, 25, seed=0)
+
+
+@pytest.mark.parametrize("storage", ivf.STORAGES)
+def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage):
+    values, scale = ivf.quantize(SCAN_ROWS[SCAN_LISTS.order], storage)
+    centroids, offsets = SCAN_LISTS.centroids, SCAN_LISTS.offsets
+    rng = np.random.default_rng(4)
+    allowed = rng.random(len(values)) < 0.3
+    few = np.zeros(len(values), bool)
+    few[rng.choice(len(values), 6, replace=False)] = True       # fewer than k anywhere: padded
+    stored = [tf.constant(x) for x in (values, scale, centroids, offsets)]
+    specs = [tf.TensorSpec([None, DIM]), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
+    probe = tf.function(lambda q, nprobe, k: ivf.probe(q, *stored, nprobe, k),
+                        input_signature=specs)
+    masked = tf.function(lambda q, nprobe, k, mask: ivf.probe(q, *stored, nprobe, k, mask),
+                         input_signature=specs + [tf.TensorSpec([len(values)], tf.bool)])
+    for nprobe, k, mask in ((1, 60, None), (3, 10, None), (25, 10, None), (4, 10, allowed),
+                            (25, 10, few), (2, 100, few)):
+        for queries in (SCAN_QUERIES, SCAN_QUERIES[4:5]):  # the loop and the single query
+            args = (tf.constant(queries), tf.constant(nprobe), tf.constant(k))
+            got = probe(*args) if mask is None else masked(*args, tf.constant(mask))
+            want = numpy_probe(queries, values, scale, centroids, offsets, nprobe, k, mask)
+            np.testing.assert_array_equal(got[1].numpy(), want[1])
+            np.testing.assert_array_equal(got[0].numpy(), want[0])
+    assert (want[0] == -1).any() and len(set(want[1][0][:10])) < 10  # padding and ties were hit
+    empty = probe(tf.zeros([0, DIM]), tf.constant(3), tf.constant(10))
+    assert empty[0].shape == empty[1].shape == (0, 10)

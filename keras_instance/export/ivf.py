@@ -117,8 +117,9 @@ def storage_bytes(num_rows: int, dim: int, storage: str) -> int:
 
 def _list_positions(centroid_scores: tf.Tensor, offsets: tf.Tensor, nprobe) -> tf.Tensor:
     """Storage positions int64 [C] of the rows in one query's `nprobe` best lists (lists are
-    contiguous slices, so this is a union of ranges: tf.ragged.range, no loop)."""
-    lists = tf.math.top_k(centroid_scores, k=nprobe).indices
+    contiguous slices, so this is a union of ranges: tf.ragged.range, no loop), in increasing
+    storage order, so that equal scores go to the lower position as in exact search."""
+    lists = tf.sort(tf.math.top_k(centroid_scores, k=nprobe).indices)
     ranges = tf.ragged.range(tf.gather(offsets, lists), tf.gather(offsets, lists + 1))
     return ranges.flat_values
 
@@ -136,6 +137,9 @@ def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.T
     `allowed` (bool [G], optional) drops rows outside a restriction. Queries are scanned one at a
     time (tf.map_fn): gathering every query's candidates at once into one [N, C, D] tensor was
     2-4x slower for 64 queries (a fresh 150 MB buffer per call), the same for one query."""
+    # dense reads of the stored variables: a gather on a variable itself (ResourceGather) would
+    # switch it to copy-on-read, and every later dense read would copy it whole
+    values, scale, offsets = (tf.convert_to_tensor(x) for x in (values, scale, offsets))
     nprobe = tf.clip_by_value(tf.cast(nprobe, tf.int32), 1, tf.shape(centroids)[0])
     coarse = tf.matmul(query, centroids, transpose_b=True)            # [N, nlist]
 
