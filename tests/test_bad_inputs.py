@@ -11,7 +11,6 @@ still running at the end. Defined results are compared with in-process evaluatio
 import io
 import os
 import re
-import sys
 import time
 
 import grpc
@@ -19,9 +18,6 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
-    if path not in sys.path:  # `serving` is a top-level folder; test_export holds the tiny config
-        sys.path.insert(0, path)
 
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -8,13 +8,12 @@ The session's tiny trained run (conftest.trained_run), indexed by the program in
 """
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers NormalizeUTF8 / CaseFoldUTF8 for loading)
-from conftest import ROOT, run_program
+from conftest import run_program
 from google.protobuf import text_format
 from test_export import ALLOWED_INTERNAL_OPS, ALLOWED_TF_TEXT_OPS, graph_ops
 
@@ -23,10 +22,6 @@ from keras_instance.export import modules as serving_export
 from keras_instance.retrieval import embedding_shards
 from keras_instance.retrieval import embeddings as evaluation
 from keras_instance.text import tokenizer as text
-
-if ROOT not in sys.path:  # `serving` is a top-level folder of the repository, not installed
-    sys.path.insert(0, ROOT)
-
 from serving import client  # noqa: E402
 from serving.standin_process import StandinProcess  # noqa: E402
 
