@@ -1,6 +1,6 @@
 """Serving benchmark: gRPC vs in-process, TF top-k vs faiss, and 32 clients under load, in one run.
 
-    .venv/bin/python benchmarks/serving.py --workdir runs/demo      # after `make demo`
+    .venv/bin/python benchmarks/serving_load.py --workdir runs/demo     # after `make demo`
     .venv/bin/pip install -e '.[bench]'                              # faiss-cpu, for part 2
 
 Run from the repository root. Exports the workdir's latest finished stage with the library
@@ -47,13 +47,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet C++ logs
 
 import numpy as np  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-# `serving` is a top-level folder of the repository, not installed; this file's own folder (put
-# first by `python benchmarks/serving.py`) must not shadow it with this file.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) not in (HERE, ROOT)]
-sys.path.insert(0, ROOT)
 
 from serving.standin_process import StandinProcess  # noqa: E402
 
