@@ -32,6 +32,8 @@ TEST_GEOMETRIES = ("keep_aspect", "squash")
 # random: CUHK-PEDES) or VSE++'s hardest in the batch (every example an anchor).
 NEGATIVES = ("hardest_of_pool", "random", "hardest_in_batch")
 PROTOCOLS = ("1k", "coco_1k", "coco_5k", "cuhk")
+# How training distributes (training.distribute.make_strategy).
+STRATEGIES = ("mirrored", "multi_worker", "one_device")
 
 # docs/method.md, "Shared classifier and losses": rank : image : text.
 STAGE_LOSS_WEIGHTS = {1: (0.0, 1.0, 1.0), 2: (2.0, 1.0, 0.1)}
@@ -188,6 +190,12 @@ class OptimConfig:
                                     "CPUs with AMX).", "stage", ("auto", "float32", "mixed"))
     jit_compile: bool = _field(False, "XLA-compile the training step.", "free")
     steps_per_execution: int = _field(1, "Training steps per compiled call.", "free")
+    strategy: str = _field("mirrored", "tf.distribute strategy (mirrored: all visible GPUs, or "
+                                       "--num_cpu_replicas CPUs; no GPU and no CPU replicas: "
+                                       "the default strategy; multi_worker: TF_CONFIG).", "free",
+                           STRATEGIES)
+    num_cpu_replicas: int = _field(0, "Without GPUs: split the CPU into N logical replicas.",
+                                   "free")
     stage1_freeze_backbone: bool = _field(True, "Freeze the backbone in Stage I (paper: yes).",
                                           "stage1")
     stage2_freeze_backbone: bool = _field(False, "Keep the backbone frozen in Stage II too "

@@ -70,3 +70,18 @@ def test_evaluate_says_when_stage_one_stands_in_for_stage_two(copy_run):
     out = run("keras_instance.cli.evaluate", f"--workdir={copy_run}", "--split=test",
               "--stage=1")
     assert "so this is Stage I" not in out.stdout, out.stdout
+
+
+def test_the_training_program_declares_only_its_own_flags():
+    """Every setting is a Config field (config.py, declared once; flags generated from it): the
+    train program itself adds only --stage and --overwrite (--strategy and --num_cpu_replicas
+    were its own flags, outside Config, so no run folder recorded them)."""
+    script = ("import keras_instance.cli.train\n"
+              "from absl import flags\n"
+              "print(sorted(f.name for f in flags.FLAGS.flags_by_module_dict()"
+              "['keras_instance.cli.train']))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120, check=True)
+    assert proc.stdout.strip() == "['overwrite', 'stage']", proc.stdout
+    from keras_instance.config import Config
+    assert Config().optim.strategy == "mirrored" and Config().optim.num_cpu_replicas == 0

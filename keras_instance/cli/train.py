@@ -16,23 +16,19 @@ flags.DEFINE_boolean("overwrite", False,
                      "Train the stage again from its start, with this command's settings (the "
                      "old stage folder is kept aside until the new one finishes; retraining "
                      "stage 1 also retires the stage 2 trained from it).")
-flags.DEFINE_enum("strategy", "mirrored", ["mirrored", "multi_worker", "one_device"],
-                  "tf.distribute strategy (mirrored: all visible GPUs, or --num_cpu_replicas CPUs; "
-                  "no GPU and no CPU replicas: the default strategy).")
-flags.DEFINE_integer("num_cpu_replicas", 0, "Without GPUs: split the CPU into N logical replicas.")
 
 
 def main(argv):
     del argv
     import keras_instance
     keras_instance.load_library()  # TensorFlow, quietly, once the flags are parsed
-    from keras_instance.training import distribute  # logical devices must precede any TF op
-    distribute.use_cpu_replicas(FLAGS.num_cpu_replicas)
+    from keras_instance.training import distribute
 
     def run():
+        config = config_from_flags()  # plain Python: no TF op has run yet
+        distribute.use_cpu_replicas(config.optim.num_cpu_replicas)  # before any TF op
         from keras_instance.training import stages
-        config = config_from_flags()
-        strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_replicas)
+        strategy = distribute.make_strategy(config.optim.strategy, config.optim.num_cpu_replicas)
         stages.train(config, FLAGS.stage, strategy, overwrite=FLAGS.overwrite)
 
     errors.run_reporting_user_errors(run)

@@ -9,7 +9,7 @@ import tempfile
 
 import tensorflow as tf
 
-STRATEGIES = ("mirrored", "multi_worker", "one_device")
+from keras_instance.config import STRATEGIES
 
 
 def use_cpu_replicas(n: int) -> None:
