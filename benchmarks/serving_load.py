@@ -15,7 +15,7 @@ removed at the end; nothing is written into the workdir), starts `serving.standi
    exported SavedModel in this process (`tf.saved_model.load`, after `import tensorflow_text`);
    p50/p99 and their ratio.
 2. text→image top-k over a `--gallery_size` × D gallery (random L2-normalised rows, ids
-   "img%06d", D from the model): an `export.modules.TextToImageModule` saved with
+   "img%06d", D from the model): an `export.served_indexes.TextToImageIndex` saved with
    `export.layout.save` and loaded back, as an exact index (`index="exact"`). (a) The search
    step alone: tf.matmul + tf.math.top_k on the loaded model's restored gallery rows vs
    faiss-cpu `IndexFlatIP.search` on the same query embeddings (real test-caption embeddings),
@@ -29,7 +29,11 @@ removed at the end; nothing is written into the workdir), starts `serving.standi
    thread, as a user who opens one per worker); requests served, throughput, p50/p99 latency,
    errors, printed with the conditions (client threads, channels, server worker threads, gallery
    size, CPU model). A request counts as an error if the RPC fails or the answer is not [1, k]
-   ids+scores.
+   ids+scores. The gallery is the test split's images, or with `--load_gallery_size=N` N
+   synthetic clustered rows written as embedding shards and indexed from them (`--load_index`
+   ivf by default) as the next text_to_image version, which the stand-in then serves:
+
+       .venv/bin/python benchmarks/serving_load.py --load_gallery_size=1000000   # 1M IVF index
 
 Exit status: 0; 1 if any load-test error, a top-k mismatch, or the stand-in failed/died;
 2 if the workdir holds no finished training stage (run `make demo` first).
@@ -87,6 +91,14 @@ def parse_args(argv=None):
     p.add_argument("--load_styles", default="shared,per_thread",
                    help="part 3 client styles, in order: shared (one channel for all threads), "
                         "per_thread (a channel each)")
+    p.add_argument("--load_gallery_size", type=int, default=0,
+                   help="part 3 gallery: 0 = the test split's images; N = N synthetic clustered "
+                        "rows of the model's width, indexed from embedding shards as "
+                        "`cli.index --shards` does (e.g. 1000000 for a million-image index)")
+    p.add_argument("--load_index", default="ivf", choices=("ivf", "exact"),
+                   help="part 3 index over the synthetic gallery")
+    p.add_argument("--load_nprobe", type=int, default=0,
+                   help="part 3 IVF lists probed per query (0: the index's default)")
     p.add_argument("--server_threads", type=int, default=16, help="stand-in --grpc_max_threads")
     p.add_argument("--deadline_s", type=float, default=30.0, help="per-request gRPC deadline")
     p.add_argument("--server_start_s", type=float, default=300.0,
@@ -155,15 +167,53 @@ def load_workdir(workdir: str):
 def export_models(config, dual, vocab, records, export_dir: str, k: int) -> dict:
     """`cli.export` + `cli.index --gallery=split:test --models=text_to_image` as library calls
     (the run folder's .keras files are not written)."""
-    from keras_instance.export import modules as serving_export
     from keras_instance.export import publish as serving_index
+    from keras_instance.export import served_model
     exported = serving_index.export_encoders(config, dual, vocab, export_dir)
     indexed = serving_index.build_index(config, dual, vocab, export_dir, "split:test", records,
                                         k=k, models=[serving_index.TEXT_TO_IMAGE],
                                         log=lambda s: None)
-    return {"text_encoder": exported[serving_export.TEXT_MODEL],
+    return {"text_encoder": exported[served_model.TEXT_MODEL],
             "text_to_image": indexed[serving_index.TEXT_TO_IMAGE],
             "num_images": indexed["num_images"], "k": indexed["k_text_to_image"]}
+
+
+def clustered_rows(n: int, dim: int, seed: int, clusters: int = 10_000, spread: float = 1.5,
+                   chunk: int = 100_000) -> np.ndarray:
+    """n L2-normalised rows around `clusters` random centres (benchmarks/index.py's gallery)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rows = np.empty((n, dim), np.float32)
+    for s in range(0, n, chunk):
+        block = rows[s:s + chunk]
+        block[:] = rng.standard_normal(block.shape, dtype=np.float32) * (spread / np.sqrt(dim))
+        block += centres[rng.integers(0, clusters, len(block))]
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+    return rows
+
+
+def index_synthetic_gallery(args, config, dual, vocab, export_dir: str, tmp: str) -> dict:
+    """Part 3's large gallery: synthetic rows written as image embedding shards, then indexed
+    from them into `export_dir` as the next text_to_image version (`cli.index --shards`)."""
+    from keras_instance.export import publish
+    from keras_instance.retrieval import embedding_shards
+    n, dim = args.load_gallery_size, int(config.model.embed_dim)
+    ids = [f"img{i:07d}" for i in range(n)]
+    table = embedding_shards.EmbeddingTable(
+        clustered_rows(n, dim, args.seed), ids, [f"synthetic/{i}.jpg" for i in ids],
+        [""] * n, [[] for _ in ids], "image",
+        {"feature": config.test.test_feature, "source": {"description": "synthetic, clustered"},
+         "encoder": {"fingerprint": "", "description": "synthetic rows"}})
+    folder = embedding_shards.write_table(os.path.join(tmp, "synthetic_shards"), table,
+                                          chunk_size=100_000)
+    del table
+    described = []
+    built = publish.build_index(config, dual, vocab, export_dir, shards=[folder], k=args.k,
+                                models=[publish.TEXT_TO_IMAGE], index=args.load_index,
+                                nprobe=args.load_nprobe or None, log=described.append)
+    return {"num_images": n, "k": built["k_" + publish.TEXT_TO_IMAGE],
+            "describe": next((d for d in described if "top-" in d), "")}
 
 
 # ------------------------------------------------------------------------ the stand-in
@@ -223,17 +273,16 @@ def same_top_k(ids_a, ids_b, queries, gallery, k) -> tuple[int, int, bool]:
 def bench_search(args, config, dual, vocab, text_encoder_dir: str, sentences: list[str], tmp):
     import tensorflow as tf
 
-    from keras_instance.export import layout
-    from keras_instance.export import modules as serving_export
+    from keras_instance.export import layout, served_encoders, served_indexes
     faiss = import_faiss()
     k = args.k
-    text_module = serving_export.text_module(config, dual, vocab)
+    text_module = served_encoders.text_module(config, dual, vocab)
     dim = text_module.embed_dim
     rng = np.random.default_rng(args.seed)
     gallery = rng.standard_normal((args.gallery_size, dim), dtype=np.float32)
     gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
     ids = [f"img{i:06d}" for i in range(args.gallery_size)]
-    module = serving_export.TextToImageModule(text_module, gallery, ids, k=k, index="exact")
+    module = served_indexes.TextToImageIndex(text_module, gallery, ids, k=k, index="exact")
     path = layout.save(module, tmp, 1)
     del module
     loaded = tf.saved_model.load(path)
@@ -374,6 +423,13 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         exported = export_models(config, dual, vocab, records, export_dir, args.k)
         export_s = time.perf_counter() - t0
+        loaded_gallery = {"num_images": exported["num_images"], "k": exported["k"],
+                          "describe": "exact, the test split's images"}
+        large_s = 0.0
+        if args.load_gallery_size:
+            t0 = time.perf_counter()
+            loaded_gallery = index_synthetic_gallery(args, config, dual, vocab, export_dir, tmp)
+            large_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
             server = start_standin(export_dir, os.path.join(tmp, "standin.log"),
@@ -388,7 +444,7 @@ def main(argv=None) -> int:
             dim, search_rows, full_ms, full_check, topk_ok, faiss = bench_search(
                 args, config, dual, vocab, exported["text_encoder"], sentences,
                 os.path.join(tmp, "gallery"))
-            loads = {style: bench_load(args, server, sentences, exported["k"], style)
+            loads = {style: bench_load(args, server, sentences, loaded_gallery["k"], style)
                      for style in args.load_styles}
             if not server.alive():
                 failures.append(f"the stand-in died:\n{server.log_tail()}")
@@ -406,6 +462,9 @@ def main(argv=None) -> int:
           f"stand-in (grpc_max_threads {args.server_threads}) ready in {start_s:.0f} s; "
           f"client, stand-in and TF share the machine; 1-min load average before the run "
           f"{load_before:.2f} (well above 0: other work was running)")
+    if args.load_gallery_size:
+        print(f"part 3's gallery: {args.load_gallery_size:,} synthetic rows as embedding "
+              f"shards, indexed in {large_s:.0f} s: {loaded_gallery['describe']}")
     print()
     print(f"1. text query, 1 sentence/request, {args.requests} sequential after {args.warmup} "
           "warm-up")
@@ -437,8 +496,8 @@ def main(argv=None) -> int:
         failures.append("TF and faiss top-k differ beyond ties")
     print()
     print(f"3. load: {args.clients} client threads, {args.load_seconds:g} s per client style, "
-          f"1-sentence text_to_image queries (gallery {exported['num_images']} test images, "
-          f"top-{exported['k']})")
+          f"1-sentence text_to_image queries (gallery {loaded_gallery['num_images']:,} images"
+          f", {loaded_gallery['describe']}; top-{loaded_gallery['k']})")
     print(f"   conditions: stand-in grpc_max_threads {args.server_threads}, TF threads default; "
           f"{cores} CPU cores ({cpu_model()}) shared by clients and server")
     print(f"   {'client style':40s}{'channels':>9s}{'served':>8s}{'req/s':>8s}{'p50 ms':>8s}"
