@@ -31,8 +31,8 @@ def rate(stage, mixed, jit, args):
                     dropout=0.5, margin=0.2, negatives="hardest_in_batch")
     with DtypePolicy(precision_policy(mixed)):
         dual = build_dual_path(config, args.classes, args.vocab, backbone_weights=None)
-        from_features = stage == 1
-        trainer = InstanceTrainer(dual, from_features=from_features,
+        image_input = "image_features" if stage == 1 else "image"
+        trainer = InstanceTrainer(dual, image_input=image_input,
                                   loss_weights=(0.0, 1.0, 1.0) if stage == 1 else (2.0, 1.0, 0.1),
                                   margin=0.2, lr_multipliers={"new": 1.0, "backbone": 0.01})
         trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
@@ -40,7 +40,7 @@ def rate(stage, mixed, jit, args):
     rng = np.random.default_rng(0)
     b = args.batch
     x = {"tokens": rng.integers(1, args.vocab, (b, 32)).astype("int32")}
-    if from_features:
+    if image_input == "image_features":
         x["image_features"] = rng.normal(size=(b, dual.feature_dim)).astype("float32")
     else:
         x["image"] = rng.uniform(0, 255, (b, args.image_size, args.image_size, 3)).astype("float32")

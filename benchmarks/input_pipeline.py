@@ -46,7 +46,7 @@ def step_rate(config, data, batch_size, steps):
         config.image.backbone_weights) else None
     dual = build_dual_path(config, data.num_classes, int(data.caption_tokens.max()) + 1,
                            backbone_weights=weights)
-    trainer = InstanceTrainer(dual, from_features=False, loss_weights=(2.0, 1.0, 0.1),
+    trainer = InstanceTrainer(dual, image_input="image", loss_weights=(2.0, 1.0, 0.1),
                               margin=config.loss.margin, lr_multipliers=config.optim.lr_multipliers)
     trainer.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
                     jit_compile=config.optim.jit_compile)

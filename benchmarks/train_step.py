@@ -70,8 +70,8 @@ def _trainer(sync_bn, jit, classes, vocab, text=None):
     dual = build_dual_path(config, classes, vocab, backbone_weights=None)
     dual.backbone.trainable = False
     feature_dim = dual.feature_dim  # tiny_cnn stands in: only its output size matters here
-    trainer = InstanceTrainer(dual, from_features=True, loss_weights=(2.0, 1.0, 0.1), margin=0.2,
-                              lr_multipliers={"new": 1.0})
+    trainer = InstanceTrainer(dual, image_input="image_features", loss_weights=(2.0, 1.0, 0.1),
+                              margin=0.2, lr_multipliers={"new": 1.0})
     trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
                     jit_compile=jit)
     return trainer, feature_dim

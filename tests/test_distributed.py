@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(r"""
         with strategy.scope():
             keras.utils.set_random_seed(1)
             dual = build_dual_path(config, num_classes, vocab, backbone_weights=None)
-            trainer = InstanceTrainer(dual, from_features=False, loss_weights=(2.0, 1.0, 0.5),
+            trainer = InstanceTrainer(dual, image_input="image", loss_weights=(2.0, 1.0, 0.5),
                                       margin=0.5, negatives=negatives,
                                       lr_multipliers={"new": 1.0, "backbone": 0.5},
                                       weight_decay=0.5)
@@ -75,7 +75,7 @@ SCRIPT = textwrap.dedent(r"""
             keras.utils.set_random_seed(1)
             dual = build_dual_path(config, num_classes, vocab, backbone_weights=None)
             # all loss weights 0: the step is weight decay alone, w1 = w0 · (1 − lr · wd)
-            trainer = InstanceTrainer(dual, from_features=False, loss_weights=(0.0, 0.0, 0.0),
+            trainer = InstanceTrainer(dual, image_input="image", loss_weights=(0.0, 0.0, 0.0),
                                       lr_multipliers={"new": 1.0, "classifier": 1.0},
                                       weight_decay=0.1)
             trainer.compile(optimizer=keras.optimizers.SGD(1.0))

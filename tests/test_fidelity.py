@@ -52,7 +52,7 @@ def _resnet_trainer(multipliers):
     keras.utils.set_random_seed(0)
     dual = build_dual_path(config, 5, 20, backbone_weights=None)
     dual.backbone.trainable = True
-    return dual, step.InstanceTrainer(dual, from_features=False, loss_weights=(2, 1, 0.1),
+    return dual, step.InstanceTrainer(dual, image_input="image", loss_weights=(2, 1, 0.1),
                                       lr_multipliers=multipliers, weight_decay=0.0)
 
 

@@ -15,7 +15,7 @@ def test_training_step_with_100k_classes():
                     image_head_units=(16,), text_widths=(8, 16, 16, 32), text_blocks=(1, 1, 1, 1),
                     embed_dim=32, word_dim=8, max_length=8, dropout=0.0)
     dual = build_dual_path(config, classes, vocab_size=20, backbone_weights=None)
-    trainer = InstanceTrainer(dual, from_features=True, loss_weights=(0.0, 1.0, 1.0),
+    trainer = InstanceTrainer(dual, image_input="image_features", loss_weights=(0.0, 1.0, 1.0),
                               lr_multipliers={"new": 1.0, "classifier": 1.0})
     assert tuple(dual.classifier.kernel.shape) == (32, classes)
     trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))

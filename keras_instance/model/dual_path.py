@@ -121,14 +121,15 @@ class DualPath:
         return window_embedding(self.backbone, self.image_head, self.backbone_name,
                                 self.image_size, pixels, feature)
 
-    def training_model(self, from_features: bool = False,
-                       image_input: str | None = None) -> keras.Model:
+    def training_model(self, image_input: str = "image") -> keras.Model:
         """Inputs {image_input, "tokens"} → logits and post-ReLU features.
 
-        `image_input` (IMAGE_INPUTS; default "image_features" if `from_features` else "image").
-        One `classifier` layer object is called on both branches: one W, two uses.
+        `image_input` (IMAGE_INPUTS): pixels, the pooled backbone features of a Stage I cache,
+        or a split backbone's maps. One `classifier` layer object is called on both branches:
+        one W, two uses.
         """
-        image_input = image_input or ("image_features" if from_features else "image")
+        if image_input not in IMAGE_INPUTS:
+            raise ValueError(f"image_input must be one of {IMAGE_INPUTS}, got {image_input!r}")
         tokens = keras.Input(shape=self.text_encoder.input.shape[1:], dtype="int32", name="tokens")
         shapes = {"image": (self.image_size, self.image_size, 3),
                   "image_features": (self.feature_dim,),
@@ -146,7 +147,7 @@ class DualPath:
 
     def full_model(self) -> keras.Model:
         """Everything in one functional model (pixels + tokens): what `.keras` files hold."""
-        return self.training_model(from_features=False)
+        return self.training_model("image")
 
 
 def window_embedding(backbone: keras.Model, image_head: keras.Model, backbone_name: str,

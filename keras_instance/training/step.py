@@ -83,14 +83,13 @@ def group_multiplier(multipliers: dict, group: str) -> float:
 class InstanceTrainer(keras.Model):
     """Runs one optimisation step of Stage I or II on a batch ({inputs}, instance labels)."""
 
-    def __init__(self, dual: DualPath, from_features: bool = False, loss_weights=(0, 1, 1),
+    def __init__(self, dual: DualPath, image_input: str = "image", loss_weights=(0, 1, 1),
                  margin: float = 1.0,
                  negatives: str = "hardest_in_batch", lr_multipliers: dict | None = None,
-                 weight_decay: float = 1e-4, weight_decay_on: str = "all",
-                 image_input: str | None = None, **kwargs):
+                 weight_decay: float = 1e-4, weight_decay_on: str = "all", **kwargs):
         super().__init__(**kwargs)
         self.dual = dual
-        self.image_input = image_input or ("image_features" if from_features else "image")
+        self.image_input = image_input  # dual_path.IMAGE_INPUTS
         self.network = dual.training_model(image_input=self.image_input)
         self.built = True  # the functional network is built; BackupAndRestore requires this
         self.rank_weight, self.image_weight, self.text_weight = (float(w) for w in loss_weights)
