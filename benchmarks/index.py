@@ -41,8 +41,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_instance.export import ivf  # noqa: E402
-from keras_instance.export import modules as serving_export  # noqa: E402
+from keras_instance.export import (
+    ivf,  # noqa: E402
+    served_indexes,  # noqa: E402
+)
 
 K = 10
 
@@ -133,9 +135,9 @@ def index_bytes(index) -> int:
 
 
 def saved_rows(args, name, rows, queries, truth, options, tmp):
-    """Build, save, load an EmbeddingIndexModule; one result row per nprobe (IVF) or one (exact)."""
+    """Build, save, load an EmbeddingIndex; one result row per nprobe (IVF) or one (exact)."""
     t = time.perf_counter()
-    module = serving_export.EmbeddingIndexModule(rows, [str(i) for i in range(len(rows))], K,
+    module = served_indexes.EmbeddingIndex(rows, [str(i) for i in range(len(rows))], K,
                                                  max_k=K, **options)
     folder = os.path.join(tmp, name.replace(" ", "_"))
     tf.saved_model.save(module, folder, signatures=module.signatures())

@@ -6,7 +6,7 @@ the stand-in is started on loopback with the exported models.config, and each it
 INVALID_ARGUMENT with a message saying what is wrong, or its defined result (serving/README.md,
 "Difficult inputs"); after every bad request a good one is served normally, and the server is
 still running at the end. Defined results are compared with in-process evaluation
-(`evaluation.embed_images` / `embed_token_ids`) on the same input.
+(`embeddings.embed_images` / `embed_token_ids`) on the same input.
 """
 import io
 import os
@@ -22,16 +22,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from keras_instance.export import layout  # noqa: E402
-from keras_instance.export import modules as serving_export  # noqa: E402
-from keras_instance.retrieval import embeddings as evaluation  # noqa: E402
-from keras_instance.text import tokenizer as text  # noqa: E402
+from keras_instance.export import layout, served_model  # noqa: E402
+from keras_instance.retrieval import embeddings  # noqa: E402
+from keras_instance.text import tokenizer  # noqa: E402
 from serving import client  # noqa: E402
 from serving.standin_process import StandinProcess  # noqa: E402
 
 pytestmark = pytest.mark.server  # these start the stand-in server
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-IMAGE, TEXT = serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL
+IMAGE, TEXT = served_model.IMAGE_MODEL, served_model.TEXT_MODEL
 ATOL = 1e-5
 
 
@@ -81,15 +80,15 @@ def embed_images(config, dual, root, images):
         paths.append(os.path.join(folder, f"{len(os.listdir(folder))}.img"))
         with open(paths[-1], "wb") as f:
             f.write(data)
-    return evaluation.embed_images(dual.image_encoder(), paths, config.image.image_size,
+    return embeddings.embed_images(dual.image_encoder(), paths, config.image.image_size,
                                    config.test.test_flip_sum)
 
 
 def embed_sentences(config, dual, vocab, sentences):
     """In-process evaluation of sentences (str or raw bytes) through the training front end."""
     raw = [s.encode("utf-8") if isinstance(s, str) else s for s in sentences]
-    tokens = text.token_ids(tf.constant(raw), vocab.lookup_table(), config.data.max_length)
-    return evaluation.embed_token_ids(dual.text_encoder, tokens.numpy(), config.test.test_shift_sum)
+    tokens = tokenizer.token_ids(tf.constant(raw), vocab.lookup_table(), config.data.max_length)
+    return embeddings.embed_token_ids(dual.text_encoder, tokens.numpy(), config.test.test_shift_sum)
 
 
 def served(server, name, values, **kwargs):
@@ -233,7 +232,7 @@ def test_sentences_without_known_words_embed_as_padding(server, model):
     assert not any(w in vocab.index for w in ["zzzq", "qqxz", "xyzzyq"])
     ids = served(server, TEXT, sentences, signature_name="token_ids")["token_ids"]
     np.testing.assert_array_equal(ids, np.zeros((3, config.data.max_length), np.int32))
-    padding = evaluation.embed_token_ids(model["dual"].text_encoder,
+    padding = embeddings.embed_token_ids(model["dual"].text_encoder,
                                          np.zeros((1, config.data.max_length), np.int32),
                                          config.test.test_shift_sum)[0]
     got = served(server, TEXT, sentences)["embedding"]
@@ -245,7 +244,7 @@ def test_sentences_without_known_words_embed_as_padding(server, model):
 def test_long_and_non_utf8_sentences_have_defined_embeddings(server, model):
     config, dual, vocab = model["config"], model["dual"], model["vocab"]
     caption = model["good_caption"]
-    words = text.tokenize_py([caption])[0]
+    words = tokenizer.tokenize_py([caption])[0]
     # 100 KB: the first max_length known words are kept.
     long_sentence = (caption + " ") * (100_000 // (len(caption) + 1) + 1)
     long_sentence = long_sentence[:100_000]
@@ -253,7 +252,7 @@ def test_long_and_non_utf8_sentences_have_defined_embeddings(server, model):
     got = served(server, TEXT, [long_sentence])["embedding"][0]
     elapsed = time.perf_counter() - start
     assert elapsed < 10, f"a 100 KB sentence took {elapsed:.1f} s"
-    kept = [w for w in text.tokenize_py([long_sentence])[0] if w in vocab.index]
+    kept = [w for w in tokenizer.tokenize_py([long_sentence])[0] if w in vocab.index]
     prefix = " ".join(kept[:config.data.max_length])
     np.testing.assert_allclose(got, embed_sentences(config, dual, vocab, [prefix])[0], atol=ATOL)
     np.testing.assert_allclose(got, embed_sentences(config, dual, vocab, [long_sentence])[0],

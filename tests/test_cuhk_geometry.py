@@ -23,7 +23,7 @@ from PIL import Image
 from keras_instance.config import Config
 from keras_instance.data import pipeline
 from keras_instance.data.records import Record
-from keras_instance.export import modules
+from keras_instance.export import served_encoders
 from keras_instance.export.encoders import ImageEncoder
 from keras_instance.model import backbones
 from keras_instance.model.dual_path import build_dual_path
@@ -207,7 +207,7 @@ def test_the_served_and_keras_encoders_embed_as_evaluate(model, tmp_path):
     paths = [textured_person(tmp_path / f"s{i}.png", 10 + i) for i in range(3)]
     data = [open(p, "rb").read() for p in paths]
     evaluated = embeddings.config_image_embeddings(config, dual, paths)
-    module = modules.image_module(config, dual)  # kept: serve holds it by a weak reference
+    module = served_encoders.image_module(config, dual)  # kept: serve holds it by a weak reference
     served = module.serve(tf.constant(data))["embedding"].numpy()
     np.testing.assert_allclose(served, evaluated, atol=1e-5)
     path = tmp_path / "image_encoder.keras"

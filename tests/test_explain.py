@@ -13,8 +13,8 @@ from keras_instance.data import pipeline, readers
 from keras_instance.data.demo import generate_demo
 from keras_instance.data.records import split_records
 from keras_instance.reports import word_importance as explain_words
-from keras_instance.text import tokenizer as text
-from keras_instance.training import stages as training
+from keras_instance.text import tokenizer
+from keras_instance.training import stages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNKNOWN = "zzqxv"
@@ -27,7 +27,7 @@ def trained(tmp_path_factory):
     generate_demo(data, num_train=48, num_val=2, num_test=6, image_size=32, seed=6)
     # max_length 12 < the demo's caption lengths: words past the cut are exercised too.
     config = tiny_config(data, str(base / "run"), max_length=12, test_flip_sum=True)
-    training.train(config, 1, verbose=0, log=lambda *_: None)
+    stages.train(config, 1, verbose=0, log=lambda *_: None)
     run = run_folder.load_trained(config.workdir)
     return run.config, run.dual, run.vocab
 
@@ -81,7 +81,7 @@ def test_unknown_word_is_reported_not_silent(trained):
 
 
 def test_unk_vocabulary_removes_the_unk_token():
-    vocab = text.Vocabulary(["red", "circle"], use_unk=True)
+    vocab = tokenizer.Vocabulary(["red", "circle"], use_unk=True)
     s = explain_words.encode_sentences(["a red <b>circle"], vocab)[0]
     assert s.words == ["a", "red", "b", "circle"]
     assert s.ids == [1, vocab.index["red"], 1, vocab.index["circle"]]
@@ -116,5 +116,5 @@ def test_split_drops_and_program(trained):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "score (cosine):" in proc.stdout and "not in vocabulary" in proc.stdout
     with open(out, encoding="utf-8") as f:
-        words = len(text.tokenize_py([record.captions[0]])[0]) + 1
+        words = len(tokenizer.tokenize_py([record.captions[0]])[0]) + 1
         assert f.read().count('class="ki-word"') == words

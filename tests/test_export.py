@@ -15,16 +15,15 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_instance.config import Config
 from keras_instance.data import pipeline
-from keras_instance.export import layout, publish
-from keras_instance.export import modules as serving_export
+from keras_instance.export import layout, publish, served_encoders, served_model
 from keras_instance.model.dual_path import build_text_encoder
-from keras_instance.retrieval import embeddings as evaluation
-from keras_instance.text import tokenizer as text
+from keras_instance.retrieval import embeddings
+from keras_instance.text import tokenizer
 
 # TF Serving links TF Text's op library into the model server: tensorflow_serving/model_servers/
 # BUILD puts "@org_tensorflow_text//tensorflow_text:ops_lib" in SUPPORTED_TENSORFLOW_OPS (a
 # dependency of server_lib; seen at tensorflow/serving commit 008c02c4). Of those ops the exports
-# may use only the two that `text.tokenize` needs, which the project brief confirms are in the
+# may use only the two that `tokenizer.tokenize` needs, which the project brief confirms are in the
 # TF Text 2.20 that TF Serving 2.20 links.
 ALLOWED_TF_TEXT_OPS = {"NormalizeUTF8", "CaseFoldUTF8"}
 # Graph-internal ops that may be missing from tf.raw_ops in some TF versions.
@@ -33,29 +32,23 @@ ALLOWED_INTERNAL_OPS = {"StatefulPartitionedCall", "PartitionedCall", "NoOp", "P
                         "_Arg", "_Retval", "DisableCopyOnRead"}
 
 
-@pytest.fixture(scope="module")
-def trained(trained_run):
-    """The session's tiny run (Stage I + II), exported by the program as version 1."""
-    return trained_run
+def saved(trained_run, name, version=1):
+    return os.path.join(trained_run["exports"], name, str(version))
 
 
-def saved(trained, name, version=1):
-    return os.path.join(trained["exports"], name, str(version))
-
-
-def test_layout_versions_and_atomic_rename(trained, tmp_path):
-    for name in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL):
-        assert os.path.exists(os.path.join(saved(trained, name), "saved_model.pb"))
-        assert os.path.exists(os.path.join(saved(trained, name), layout.WARMUP_FILE))
+def test_layout_versions_and_atomic_rename(trained_run, tmp_path):
+    for name in (served_model.IMAGE_MODEL, served_model.TEXT_MODEL):
+        assert os.path.exists(os.path.join(saved(trained_run, name), "saved_model.pb"))
+        assert os.path.exists(os.path.join(saved(trained_run, name), layout.WARMUP_FILE))
     exports = str(tmp_path / "exports")
-    shutil.copytree(trained["exports"], exports)
-    result = publish.export_encoders(trained["config"], trained["dual"], trained["vocab"], exports)
+    shutil.copytree(trained_run["exports"], exports)
+    run = trained_run
+    result = publish.export_encoders(run["config"], run["dual"], run["vocab"], exports)
     assert result["version"] == 2
-    for name in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL):
+    for name in (served_model.IMAGE_MODEL, served_model.TEXT_MODEL):
         assert sorted(os.listdir(os.path.join(exports, name))) == ["1", "2"], "no temp folder left"
     with pytest.raises(FileExistsError):
-        publish.export_encoders(trained["config"], trained["dual"], trained["vocab"], exports,
-                                version=2)
+        publish.export_encoders(run["config"], run["dual"], run["vocab"], exports, version=2)
     # besides the models and models.config, only the release lock (empty once released)
     assert sorted(os.listdir(exports)) == [".lock", "image_encoder", "models.config",
                                            "text_encoder"]
@@ -64,85 +57,86 @@ def test_layout_versions_and_atomic_rename(trained, tmp_path):
     os.umask(umask)
     assert os.stat(os.path.join(exports, "text_encoder", "2")).st_mode & 0o777 == 0o777 & ~umask
     for name in ("model.keras", "image_encoder.keras", "text_encoder.keras"):
-        assert os.path.exists(os.path.join(trained["config"].workdir, name))
+        assert os.path.exists(os.path.join(trained_run["config"].workdir, name))
 
 
-def test_failed_save_leaves_no_version(trained, tmp_path, monkeypatch):
+def test_failed_save_leaves_no_version(trained_run, tmp_path, monkeypatch):
     def broken_save(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
-    module = serving_export.text_module(trained["config"], trained["dual"], trained["vocab"])
+    run = trained_run
+    module = served_encoders.text_module(run["config"], run["dual"], run["vocab"])
     with pytest.raises(RuntimeError, match="disk full"):
         layout.save(module, str(tmp_path), 3)
-    assert os.listdir(tmp_path / serving_export.TEXT_MODEL) == []
+    assert os.listdir(tmp_path / served_model.TEXT_MODEL) == []
 
 
-def test_served_embeddings_equal_evaluation(trained, tmp_path):
-    config, dual = trained["config"], trained["dual"]
-    paths = [r.image_path for r in trained["test"]]
+def test_served_embeddings_equal_evaluation(trained_run, tmp_path):
+    config, dual = trained_run["config"], trained_run["dual"]
+    paths = [r.image_path for r in trained_run["test"]]
     # One JPEG besides the demo's PNGs.
     jpeg = str(tmp_path / "x.jpg")
     with open(jpeg, "wb") as f:
         f.write(layout.demo_jpeg(48, seed=5))
     paths.append(jpeg)
-    expected = evaluation.embed_images(dual.image_encoder(), paths, config.image.image_size,
+    expected = embeddings.embed_images(dual.image_encoder(), paths, config.image.image_size,
                                        flip_sum=True)
-    model = tf.saved_model.load(saved(trained, serving_export.IMAGE_MODEL))
+    model = tf.saved_model.load(saved(trained_run, served_model.IMAGE_MODEL))
     images = tf.constant([open(p, "rb").read() for p in paths])
     got = model.signatures["serving_default"](images=images)["embedding"].numpy()
     assert got.shape == (len(paths), config.model.embed_dim)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
-    captions = [c for r in trained["test"] for c in r.captions][:20]
+    captions = [c for r in trained_run["test"] for c in r.captions][:20]
     captions += ["", "   ", "zzz qqq", "A RED circle, on the LEFT!"]
-    tokens = text.encode_captions(captions, trained["vocab"], config.data.max_length)
-    expected = evaluation.embed_token_ids(dual.text_encoder, tokens, shift_sum=True)
-    model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
+    tokens = tokenizer.encode_captions(captions, trained_run["vocab"], config.data.max_length)
+    expected = embeddings.embed_token_ids(dual.text_encoder, tokens, shift_sum=True)
+    model = tf.saved_model.load(saved(trained_run, served_model.TEXT_MODEL))
     got = model.signatures["serving_default"](sentences=tf.constant(captions))["embedding"]
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
 
 
-def test_test_feature_relu_serves_and_evaluates_the_post_relu_output(trained):
+def test_test_feature_relu_serves_and_evaluates_the_post_relu_output(trained_run):
     """--test_feature=relu: the served modules and evaluation both use the branch's ReLU output."""
     with pytest.raises(ValueError, match="test_feature must be one of 'embedding', 'relu'"):
-        trained["config"].replace(test_feature="pooled").validate()
-    config = trained["config"].replace(test_feature="relu")
-    dual, vocab = trained["dual"], trained["vocab"]
-    paths = [r.image_path for r in trained["test"]][:6]
-    relu = evaluation.config_image_embeddings(config, dual, paths)
+        trained_run["config"].replace(test_feature="pooled").validate()
+    config = trained_run["config"].replace(test_feature="relu")
+    dual, vocab = trained_run["dual"], trained_run["vocab"]
+    paths = [r.image_path for r in trained_run["test"]][:6]
+    relu = embeddings.config_image_embeddings(config, dual, paths)
     image_model = dual.image_encoder()
     pixels = tf.stack([pipeline.load_eval_image(tf.constant(p), config.image.image_size)
                        for p in paths])
     by_hand = sum(image_model(x, training=False)["relu"].numpy()
                   for x in (pixels, tf.image.flip_left_right(pixels)))
-    np.testing.assert_allclose(relu, evaluation.l2_normalize(by_hand), atol=1e-5)
+    np.testing.assert_allclose(relu, embeddings.l2_normalize(by_hand), atol=1e-5)
     assert (relu >= 0).all()
-    pre_relu = evaluation.config_image_embeddings(trained["config"], dual, paths)
+    pre_relu = embeddings.config_image_embeddings(trained_run["config"], dual, paths)
     assert np.abs(relu - pre_relu).max() > 1e-3
     images = tf.constant([open(p, "rb").read() for p in paths])
-    module = serving_export.image_module(config, dual)  # kept: tf.function holds it weakly
+    module = served_encoders.image_module(config, dual)  # kept: tf.function holds it weakly
     served = module.serve(images)["embedding"].numpy()
     np.testing.assert_allclose(served, relu, atol=1e-5)
 
-    captions = [c for r in trained["test"] for c in r.captions][:8]
-    tokens = text.encode_captions(captions, vocab, config.data.max_length)
-    relu = evaluation.config_token_embeddings(config, dual, tokens)
+    captions = [c for r in trained_run["test"] for c in r.captions][:8]
+    tokens = tokenizer.encode_captions(captions, vocab, config.data.max_length)
+    relu = embeddings.config_token_embeddings(config, dual, tokens)
     assert (relu >= 0).all()
-    module = serving_export.text_module(config, dual, vocab)
+    module = served_encoders.text_module(config, dual, vocab)
     served = module.serve(tf.constant(captions))["embedding"].numpy()
     np.testing.assert_allclose(served, relu, atol=1e-5)
 
 
-def test_bad_image_in_batch_is_invalid_argument(trained):
-    model = tf.saved_model.load(saved(trained, serving_export.IMAGE_MODEL))
+def test_bad_image_in_batch_is_invalid_argument(trained_run):
+    model = tf.saved_model.load(saved(trained_run, served_model.IMAGE_MODEL))
     good = layout.demo_jpeg(32)
     for bad, words in ((b"not an image", "image"), (b"", "empty")):
         with pytest.raises(tf.errors.InvalidArgumentError, match=words):
             model.signatures["serving_default"](images=tf.constant([good, bad]))
     ok = model.signatures["serving_default"](images=tf.constant([good]))["embedding"]
-    assert ok.shape == (1, trained["config"].model.embed_dim)
+    assert ok.shape == (1, trained_run["config"].model.embed_dim)
 
 
 TRICKY = ["Über Café", "über café's", "A man's DOG, isn't it?!", "''quoted'' words'",
@@ -150,52 +144,53 @@ TRICKY = ["Über Café", "über café's", "A man's DOG, isn't it?!", "''quoted''
           "red,circle;left.", "naïve résumé 42"]
 
 
-def test_token_ids_identical_to_training_front_end(trained, tmp_path):
+def test_token_ids_identical_to_training_front_end(trained_run, tmp_path):
     # The exported model with the demo vocabulary (tricky spellings of known words) …
-    config, vocab = trained["config"], trained["vocab"]
+    config, vocab = trained_run["config"], trained_run["vocab"]
     sentences = TRICKY + ["A RED circle, on the LEFT!", "Two   large-squares: blue & green."]
-    model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
-    np.testing.assert_array_equal(model.token_ids(tf.constant(sentences)).numpy(),
-                                  text.encode_captions(sentences, vocab, config.data.max_length))
+    model = tf.saved_model.load(saved(trained_run, served_model.TEXT_MODEL))
+    np.testing.assert_array_equal(
+        model.token_ids(tf.constant(sentences)).numpy(),
+        tokenizer.encode_captions(sentences, vocab, config.data.max_length))
     # … and one whose vocabulary holds the non-ASCII and apostrophe words, so they are kept.
     words = ["über", "café", "café's", "man's", "dog", "isn't", "it", "quoted", "words", "fine",
              "dash", "ellipsis", "naïve", "résumé", "42", "tab", "and", "newline"]
-    vocab = text.Vocabulary(words)
+    vocab = tokenizer.Vocabulary(words)
     encoder = build_text_encoder(len(vocab), 8, 4, (8, 8, 8, 8), (1, 1, 1, 1), "max", 4, 0.0)
-    module = serving_export.TextEncoderModule(encoder, vocab, 8, shift_sum=True)
+    module = served_encoders.ServedTextEncoder(encoder, vocab, 8, shift_sum=True)
     path = layout.save(module, str(tmp_path), 1)
     loaded = tf.saved_model.load(path)
-    expected = text.encode_captions(sentences, vocab, 8)
+    expected = tokenizer.encode_captions(sentences, vocab, 8)
     assert (expected[0] == [1, 2] + [0] * 6).all() and (expected != 0).sum() > 20
     np.testing.assert_array_equal(loaded.token_ids(tf.constant(sentences)).numpy(), expected)
     by_signature = loaded.signatures["token_ids"](sentences=tf.constant(sentences))["token_ids"]
     np.testing.assert_array_equal(by_signature.numpy(), expected)
     got = loaded.signatures["serving_default"](sentences=tf.constant(sentences))["embedding"]
-    np.testing.assert_allclose(got.numpy(), evaluation.embed_token_ids(encoder, expected),
+    np.testing.assert_allclose(got.numpy(), embeddings.embed_token_ids(encoder, expected),
                                atol=1e-5)
 
 
-def test_warmup_requests_parse_and_run(trained):
+def test_warmup_requests_parse_and_run(trained_run):
     from tensorflow_serving.apis import prediction_log_pb2
-    for name, key in ((serving_export.IMAGE_MODEL, "images"),
-                      (serving_export.TEXT_MODEL, "sentences")):
-        path = os.path.join(saved(trained, name), layout.WARMUP_FILE)
+    for name, key in ((served_model.IMAGE_MODEL, "images"),
+                      (served_model.TEXT_MODEL, "sentences")):
+        path = os.path.join(saved(trained_run, name), layout.WARMUP_FILE)
         logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
                 for r in tf.data.TFRecordDataset(path)]
         assert len(logs) >= 2
-        model = tf.saved_model.load(saved(trained, name))
+        model = tf.saved_model.load(saved(trained_run, name))
         for log in logs:
             request = log.predict_log.request
             assert request.model_spec.name == name
             assert request.model_spec.signature_name == "serving_default"
             inputs = tf.make_ndarray(request.inputs[key])
             out = model.signatures["serving_default"](**{key: tf.constant(inputs)})
-            assert out["embedding"].shape == (len(inputs), trained["config"].model.embed_dim)
+            assert out["embedding"].shape == (len(inputs), trained_run["config"].model.embed_dim)
 
 
-def test_models_config_parses(trained):
+def test_models_config_parses(trained_run):
     from tensorflow_serving.config import model_server_config_pb2
-    with open(os.path.join(trained["exports"], "models.config")) as f:
+    with open(os.path.join(trained_run["exports"], "models.config")) as f:
         config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
     entries = {c.name: c for c in config.model_config_list.config}
     assert set(entries) == {"image_encoder", "text_encoder"}
@@ -219,15 +214,15 @@ def graph_ops(saved_model_dir):
     return ops
 
 
-def test_op_allow_list(trained):
+def test_op_allow_list(trained_run):
     core = set(dir(tf.raw_ops))
-    for name in (serving_export.IMAGE_MODEL, serving_export.TEXT_MODEL):
-        ops = graph_ops(saved(trained, name))
+    for name in (served_model.IMAGE_MODEL, served_model.TEXT_MODEL):
+        ops = graph_ops(saved(trained_run, name))
         assert "DecodeImage" in ops or "NormalizeUTF8" in ops
         outside = sorted(op for op in ops
                          if op not in core | ALLOWED_INTERNAL_OPS | ALLOWED_TF_TEXT_OPS)
         assert not outside, f"{name} uses ops outside core TF + TF Serving's TF Text: {outside}"
-    assert ALLOWED_TF_TEXT_OPS <= graph_ops(saved(trained, serving_export.TEXT_MODEL))
+    assert ALLOWED_TF_TEXT_OPS <= graph_ops(saved(trained_run, served_model.TEXT_MODEL))
 
 
 @pytest.mark.slow
@@ -251,13 +246,13 @@ def test_keep_aspect_served_embeddings_equal_evaluation_on_mixed_aspect_ratios(t
         path = tmp_path / f"img{i}.png"
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
-    evaluated = evaluation.config_image_embeddings(config, dual, paths, batch_size=2)
-    version = layout.save(serving_export.image_module(config, dual), str(tmp_path / "exports"), 1)
+    evaluated = embeddings.config_image_embeddings(config, dual, paths, batch_size=2)
+    version = layout.save(served_encoders.image_module(config, dual), str(tmp_path / "exports"), 1)
     served = tf.saved_model.load(version).signatures["serving_default"](
         images=tf.constant([open(p, "rb").read() for p in paths]))["embedding"].numpy()
     np.testing.assert_allclose(served, evaluated, atol=1e-5)
     # the geometry matters: squashing the 3:2 image to 32 × 32 embeds it differently
-    squashed = evaluation.config_image_embeddings(
+    squashed = embeddings.config_image_embeddings(
         config.replace(test_geometry="squash"), dual, paths[:1])
     assert float(squashed[0] @ evaluated[0]) < 0.999
 
@@ -295,30 +290,31 @@ json.dump({"without_import": without_import, "readme_stdout": readme.getvalue()}
 """
 
 
-def _readme_example(trained):
+def _readme_example(trained_run):
     """README's encoders example with its paths replaced by the session's run and one image."""
     readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")).read()
     block = readme.split("<!-- encoders example -->")[1].split("<!-- end encoders example -->")[0]
     code = block.split("```python")[1].split("```")[0]
     assert "runs/mine" in code and "data/mine/images/dogs.jpg" in code, code
-    return code.replace("runs/mine", trained["config"].workdir).replace(
-        "data/mine/images/dogs.jpg", trained["test"][0].image_path)
+    return code.replace("runs/mine", trained_run["config"].workdir).replace(
+        "data/mine/images/dogs.jpg", trained_run["test"][0].image_path)
 
 
 @pytest.fixture(scope="module")
-def fresh_process(trained, tmp_path_factory):
+def fresh_process(trained_run, tmp_path_factory):
     """FRESH_PROCESS run once on the session's run: its inputs and what it wrote."""
     folder = tmp_path_factory.mktemp("fresh_process")
-    paths = [r.image_path for r in trained["test"][:4]]
-    sentences = [r.captions[0] for r in trained["test"][:4]] + ["Ünïcode, punctuation!  and a DOG"]
+    paths = [r.image_path for r in trained_run["test"][:4]]
+    sentences = ([r.captions[0] for r in trained_run["test"][:4]]
+                 + ["Ünïcode, punctuation!  and a DOG"])
     (folder / "sentences.txt").write_text("\n".join(sentences), encoding="utf-8")
-    (folder / "readme_example.py").write_text(_readme_example(trained), encoding="utf-8")
+    (folder / "readme_example.py").write_text(_readme_example(trained_run), encoding="utf-8")
     rng = np.random.default_rng(0)
     inputs = {"image": rng.uniform(0, 255, (3, 32, 32, 3)).astype(np.float32),
-              "tokens": text.encode_captions(sentences[:3], trained["vocab"],
-                                             trained["config"].data.max_length)}
+              "tokens": tokenizer.encode_captions(sentences[:3], trained_run["vocab"],
+                                             trained_run["config"].data.max_length)}
     np.savez(folder / "in.npz", **inputs)
-    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, trained["config"].workdir,
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, trained_run["config"].workdir,
                            str(folder / "sentences.txt"), str(folder / "in.npz"),
                            str(folder / "readme_example.py"), *paths],
                           cwd=str(folder), capture_output=True, text=True, timeout=300)
@@ -329,21 +325,21 @@ def fresh_process(trained, tmp_path_factory):
                 out=dict(np.load(folder / "out.npz")))
 
 
-def test_keras_files_load_in_a_fresh_process_and_give_the_served_embeddings(trained,
+def test_keras_files_load_in_a_fresh_process_and_give_the_served_embeddings(trained_run,
                                                                            fresh_process):
     """image_encoder.keras / text_encoder.keras, loaded with safe_mode in a new process with only
     `import keras_instance`, equal the served SavedModels on the same raw inputs; model.keras
     (the training model) gives the in-process outputs."""
     got, paths, sentences = fresh_process["out"], fresh_process["paths"], fresh_process["sentences"]
-    image_model = tf.saved_model.load(saved(trained, serving_export.IMAGE_MODEL))
-    text_model = tf.saved_model.load(saved(trained, serving_export.TEXT_MODEL))
+    image_model = tf.saved_model.load(saved(trained_run, served_model.IMAGE_MODEL))
+    text_model = tf.saved_model.load(saved(trained_run, served_model.TEXT_MODEL))
     served_images = image_model.signatures["serving_default"](
         images=tf.constant([open(p, "rb").read() for p in paths]))["embedding"].numpy()
     served_text = text_model.signatures["serving_default"](
         sentences=tf.constant(sentences))["embedding"].numpy()
     np.testing.assert_allclose(got["image"], served_images, atol=1e-5)
     np.testing.assert_allclose(got["text"], served_text, atol=1e-5)
-    expected = trained["dual"].full_model()(fresh_process["inputs"], training=False)
+    expected = trained_run["dual"].full_model()(fresh_process["inputs"], training=False)
     for key, value in expected.items():
         np.testing.assert_allclose(got["model_" + key], np.asarray(value), atol=1e-5)
 

@@ -10,13 +10,11 @@ import tensorflow as tf
 from keras_instance import run_folder
 from keras_instance.config import Config
 from keras_instance.data.demo import generate_demo
-from keras_instance.export import layout
-from keras_instance.export import modules as serving_export
+from keras_instance.export import layout, served_encoders
 from keras_instance.model.backbones import freeze_prefix, split_backbone
 from keras_instance.model.dual_path import build_dual_path
-from keras_instance.retrieval import embeddings as evaluation
-from keras_instance.training import prefix_cache
-from keras_instance.training import stages as training
+from keras_instance.retrieval import embeddings
+from keras_instance.training import prefix_cache, stages
 from keras_instance.training.step import InstanceTrainer
 
 SIZE = 32
@@ -121,8 +119,8 @@ def test_finetuned_stages_export_and_evaluate_alike(tmp_path):
                                  negatives="hardest_in_batch", stage1_lr_schedule="0.1:1",
                                  stage2_lr_schedule="0.1:1", dropout=0.1)
     lines = []
-    training.train(config, 1, verbose=0, log=lines.append)
-    training.train(config, 2, verbose=0, log=lines.append)
+    stages.train(config, 1, verbose=0, log=lines.append)
+    stages.train(config, 2, verbose=0, log=lines.append)
     assert any("trainable from Conv_1 (prefix cached)" in line for line in lines), lines
     s1 = run_folder.build_model(config, backbone_weights=None)
     s1.full_model().load_weights(run_folder.final_weights_path(config.workdir, 1))
@@ -133,8 +131,8 @@ def test_finetuned_stages_export_and_evaluate_alike(tmp_path):
                if not np.array_equal(a.numpy(), b.numpy())}
     assert changed and changed <= suffix  # the suffix trained, the prefix stayed as it was
     paths = [str(p) for p in sorted((data / "images").glob("test_*.png"))]
-    evaluated = evaluation.config_image_embeddings(config, s2, paths)
-    version = layout.save(serving_export.image_module(config, s2),
+    evaluated = embeddings.config_image_embeddings(config, s2, paths)
+    version = layout.save(served_encoders.image_module(config, s2),
                                                   str(tmp_path / "exports"), 1)
     served = tf.saved_model.load(version).signatures["serving_default"](
         images=tf.constant([open(p, "rb").read() for p in paths]))["embedding"].numpy()

@@ -17,11 +17,16 @@ from conftest import run_program
 from google.protobuf import text_format
 from test_export import ALLOWED_INTERNAL_OPS, ALLOWED_TF_TEXT_OPS, graph_ops
 
-from keras_instance.export import galleries, gallery_index, layout, publish
-from keras_instance.export import modules as serving_export
-from keras_instance.retrieval import embedding_shards
-from keras_instance.retrieval import embeddings as evaluation
-from keras_instance.text import tokenizer as text
+from keras_instance.export import (
+    galleries,
+    gallery_index,
+    layout,
+    publish,
+    served_encoders,
+    served_indexes,
+)
+from keras_instance.retrieval import embedding_shards, embeddings
+from keras_instance.text import tokenizer
 from serving import client  # noqa: E402
 from serving.standin_process import StandinProcess  # noqa: E402
 
@@ -48,10 +53,10 @@ def indexed(trained_run, tmp_path_factory):
     records, test = trained_run["records"], trained_run["test"]
     paths = [r.image_path for r in test]
     captions = [c for r in test for c in r.captions]
-    image_emb = evaluation.embed_images(dual.image_encoder(), paths, config.image.image_size,
+    image_emb = embeddings.embed_images(dual.image_encoder(), paths, config.image.image_size,
                                         config.test.test_flip_sum, config.test.eval_batch_size)
-    tokens = text.encode_captions(captions, vocab, config.data.max_length)
-    caption_emb = evaluation.embed_token_ids(dual.text_encoder, tokens, config.test.test_shift_sum)
+    tokens = tokenizer.encode_captions(captions, vocab, config.data.max_length)
+    caption_emb = embeddings.embed_token_ids(dual.text_encoder, tokens, config.test.test_shift_sum)
     return dict(root=root, config=config, dual=dual, vocab=vocab, records=records,
                 exports=exports, test=test, paths=paths, image_ids=[r.image_id for r in test],
                 captions=captions, caption_ids=[f"{r.image_id}#{n}" for r in test
@@ -142,12 +147,12 @@ def test_ties_lower_gallery_index_first(indexed):
     """Exact ties (one-hot gallery rows: a score is one query component, bit for bit) come out
     in gallery order, as retrieval.py ranks them; tf.math.top_k documents this rule."""
     d = indexed
-    text_module = serving_export.text_module(d["config"], d["dual"], d["vocab"])
+    text_module = served_encoders.text_module(d["config"], d["dual"], d["vocab"])
     dim = text_module.embed_dim
     rows = [0, 1, 0, 2, 1, 0, 3, 2]
     gallery = np.eye(dim, dtype=np.float32)[rows]
     ids = [f"g{i}" for i in range(len(rows))]
-    module = serving_export.TextToImageModule(text_module, gallery, ids, k=100)
+    module = served_indexes.TextToImageIndex(text_module, gallery, ids, k=100)
     assert module.k == len(rows)  # k = min(k, gallery size)
     sentences = d["captions"][:6]
     out = module.serve(tf.constant(sentences))
@@ -186,7 +191,7 @@ def test_folder_gallery_and_arguments(indexed, tmp_path):
 
     t2i = load_index(exports, "text_to_image")
     out = t2i(sentences=tf.constant(d["captions"][:10]))
-    folder_emb = evaluation.embed_images(d["dual"].image_encoder(), paths,
+    folder_emb = embeddings.embed_images(d["dual"].image_encoder(), paths,
                                          d["config"].image.image_size,
                                          d["config"].test.test_flip_sum)
     assert_same_top_k(out["ids"].numpy(), out["scores"].numpy(), ids, d["caption_emb"][:10],
@@ -322,9 +327,9 @@ def test_index_from_shards_then_add_and_remove_encoding_nothing(indexed, tmp_pat
     def forbidden(*args, **kwargs):
         raise AssertionError("an add must encode nothing")
     for target, name in ((publish, "embed_image_gallery"), (publish, "embed_caption_gallery"),
-                         (evaluation, "config_image_embeddings"),
-                         (evaluation, "config_token_embeddings"),
-                         (evaluation, "embed_images"), (evaluation, "embed_token_ids")):
+                         (embeddings, "config_image_embeddings"),
+                         (embeddings, "config_token_embeddings"),
+                         (embeddings, "embed_images"), (embeddings, "embed_token_ids")):
         monkeypatch.setattr(target, name, forbidden)
     rng = np.random.default_rng(5)
     new_rows = rng.standard_normal((3, d["image_emb"].shape[1])).astype(np.float32)

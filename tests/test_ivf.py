@@ -15,8 +15,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from test_export import ALLOWED_INTERNAL_OPS, graph_ops
 
-from keras_instance.export import gallery_index, ivf
-from keras_instance.export import modules as serving_export
+from keras_instance.export import gallery_index, ivf, served_indexes
 
 DIM, SIZE, CLUSTERS = 32, 3000, 200
 ATOL = 1e-5
@@ -36,7 +35,7 @@ IDS = [f"item{i:05d}" for i in range(SIZE)]
 TAGS = [["even" if i % 2 == 0 else "odd"] + (["rare"] if i % 150 == 7 else []) for i in range(SIZE)]
 
 
-EmbeddingIndex = serving_export.EmbeddingIndexModule  # query embeddings in
+EmbeddingIndex = served_indexes.EmbeddingIndex  # query embeddings in
 
 
 def brute_force(queries, rows, k, allowed=None):

@@ -12,9 +12,8 @@ from keras_instance.data import readers
 from keras_instance.data.demo import generate_demo
 from keras_instance.data.pipeline import TrainingSet
 from keras_instance.data.records import split_records
-from keras_instance.text import tokenizer as text
-from keras_instance.training import pseudo_labels
-from keras_instance.training import stages as training
+from keras_instance.text import tokenizer
+from keras_instance.training import pseudo_labels, stages
 
 
 def test_well_separated_groups_are_recovered():
@@ -45,7 +44,7 @@ def test_kmeans_run_trains_on_k_classes_and_stage2_reuses_them(tmp_path):
     data, work, cache = str(tmp_path / "data"), str(tmp_path / "run"), str(tmp_path / "cache")
     generate_demo(data, num_train=48, num_val=2, num_test=8, image_size=32, seed=5)
     lines = []
-    training.train(tiny_config(data, work, feature_cache=cache, labels="kmeans", num_clusters=4,
+    stages.train(tiny_config(data, work, feature_cache=cache, labels="kmeans", num_clusters=4,
                                stage1_lr_schedule="0.1:2", test_flip_sum=False),
                    1, verbose=0, log=lines.append)
     assert any("48 images, 4 classes" in line for line in lines), lines
@@ -62,7 +61,7 @@ def test_kmeans_run_trains_on_k_classes_and_stage2_reuses_them(tmp_path):
     assert config.data.labels == "kmeans" and config.data.num_clusters == 4
     before = os.path.getmtime(path)
     messages = []
-    summary = training.train(config, 2, verbose=0, log=messages.append)
+    summary = stages.train(config, 2, verbose=0, log=messages.append)
     assert summary["epochs"] == 1 and os.path.exists(summary["weights"])
     assert any("reusing" in m for m in messages) and os.path.getmtime(path) == before
     with open(os.path.join(work, "meta.json")) as f:
@@ -70,7 +69,7 @@ def test_kmeans_run_trains_on_k_classes_and_stage2_reuses_them(tmp_path):
 
     # Each image's captions sit in its cluster's pool.
     records = split_records(readers.load(config.data), "train")
-    vocab = text.Vocabulary.load(run_folder.path(work, run_folder.VOCAB))
+    vocab = tokenizer.Vocabulary.load(run_folder.path(work, run_folder.VOCAB))
     ts = TrainingSet.from_records(records, vocab, config.data.max_length, record_classes=labels,
                                   num_classes=4)
     assert np.array_equal(ts.image_classes, labels)

@@ -12,7 +12,7 @@ from keras_instance.config import Config
 from keras_instance.model.backbones import PixelPreprocess, build_backbone
 from keras_instance.model.dual_path import build_dual_path, build_text_encoder
 from keras_instance.model.text_cnn import WordEmbedding
-from keras_instance.training import step as trainer_mod
+from keras_instance.training import step
 
 MOBILENET_WEIGHTS = (Path(__file__).resolve().parents[1].parent
                      / "shared/weights/mobilenet_v2_1.0_224_imagenet_no_top.weights.h5")
@@ -42,9 +42,9 @@ def random_inputs(batch=3, seed=0):
 
 # ----------------------------------------------------------------------------- shared classifier
 
-@pytest.mark.parametrize("from_features", [False, True])
-def test_training_model_has_one_shared_classifier(dual, from_features):
-    model = dual.training_model(from_features=from_features)
+@pytest.mark.parametrize("image_input", ["image", "image_features"])
+def test_training_model_has_one_shared_classifier(dual, image_input):
+    model = dual.training_model(image_input)
     w = [v for v in model.variables if tuple(v.shape) == (EMBED, CLASSES)]
     assert len(w) == 1
     assert w[0] is dual.classifier.kernel
@@ -338,7 +338,7 @@ MULTIPLIERS = {"new": 0.1, "classifier": 0.01, "word": 0.001, "bn_gamma": 0.2, "
 
 def test_variable_groups(dual):
     dual.training_model()  # builds the shared classifier
-    groups = trainer_mod.variable_groups(dual)
+    groups = step.variable_groups(dual)
     enc = dual.text_encoder
     assert groups[id(dual.classifier.kernel)] == "classifier"
     word = enc.get_layer("word_embedding")
@@ -366,9 +366,10 @@ def test_variable_groups(dual):
 
 
 def make_trainer(dual, weight_decay=0.5, weight_decay_on="all", negatives="hardest_of_pool"):
-    return trainer_mod.InstanceTrainer(dual, from_features=True, loss_weights=(2.0, 1.0, 0.1),
-                                       lr_multipliers=MULTIPLIERS, weight_decay=weight_decay,
-                                       negatives=negatives, weight_decay_on=weight_decay_on)
+    return step.InstanceTrainer(dual, image_input="image_features",
+                                       loss_weights=(2.0, 1.0, 0.1), lr_multipliers=MULTIPLIERS,
+                                       weight_decay=weight_decay, negatives=negatives,
+                                       weight_decay_on=weight_decay_on)
 
 
 @pytest.mark.parametrize("decay_on", ["all", "kernels"])
@@ -496,11 +497,11 @@ def test_a_run_folder_from_before_the_authors_layout_loads_and_embeds_the_same(t
     code gave: today's code must rebuild that network and give the same embeddings."""
     import shutil
 
-    from keras_instance import run_folder as trained
+    from keras_instance import run_folder
     fixture = Path(__file__).parent / "fixtures" / "v1_run"
     run_dir = tmp_path / "v1_run"
     shutil.copytree(fixture, run_dir)
-    run = trained.load_trained(str(run_dir))
+    run = run_folder.load_trained(str(run_dir))
     assert run.config.text.text_layout == "v1" and not run.config.model.classifier_bias
     expected = np.load(run_dir / "expected.npz")
     image = run.dual.image_encoder()(expected["images"], training=False)["embedding"]

@@ -2,7 +2,7 @@
 
 The workers run as subprocesses (TF_CONFIG and collective ops must be set up before TensorFlow
 starts); the one-process reference trains here meanwhile, under OneDeviceStrategy. Each trains the
-tiny Stage I for a few steps through `training.train`, the same call
+tiny Stage I for a few steps through `stages.train`, the same call
 `python -m keras_instance.cli.train --strategy=multi_worker` makes.
 """
 import json
@@ -37,8 +37,7 @@ def train(data, workdir, out, strategy):
     from conftest import tiny_config
 
     from keras_instance import run_folder
-    from keras_instance.training import distribute
-    from keras_instance.training import stages as training
+    from keras_instance.training import distribute, stages
 
     class SaveInitial(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -48,7 +47,7 @@ def train(data, workdir, out, strategy):
     # weight decay large enough that a per-worker copy of it (2x) lands far outside tolerance
     config = tiny_config(data, workdir, dropout=0.0, batch_size=16, stage1_lr_schedule="0.1:2",
                          weight_decay=0.2)
-    training.train(config, 1, strategy, verbose=0, callbacks=[SaveInitial()])
+    stages.train(config, 1, strategy, verbose=0, callbacks=[SaveInitial()])
     mine = distribute.for_this_worker(config, strategy)
     dual = run_folder.build_model(mine, backbone_weights=None)
     model = dual.full_model()

@@ -33,7 +33,7 @@ def _one_step(policy="float32", jit=False, loss_weights=(2.0, 1.0, 0.5)):
     with DtypePolicy(policy):
         keras.utils.set_random_seed(3)
         dual = build_dual_path(CONFIG, CLASSES, VOCAB, backbone_weights=None)
-        trainer = InstanceTrainer(dual, from_features=False, loss_weights=loss_weights,
+        trainer = InstanceTrainer(dual, image_input="image", loss_weights=loss_weights,
                                   margin=0.5, lr_multipliers={"new": 1.0, "backbone": 0.5},
                                   weight_decay=0.05)
         trainer.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
@@ -81,17 +81,17 @@ def test_policy_follows_device():
 
 
 def test_auto_precision_is_mixed_only_where_the_hardware_has_it(tmp_path, monkeypatch):
-    from keras_instance.training import precision as training
+    from keras_instance.training import precision
     amx = tmp_path / "amx"
     amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
     plain = tmp_path / "plain"
     plain.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
-    assert training.cpu_has_amx(str(amx)) and not training.cpu_has_amx(str(plain))
+    assert precision.cpu_has_amx(str(amx)) and not precision.cpu_has_amx(str(plain))
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU decides the automatic precision here")
-    monkeypatch.setattr(training, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: True)
     assert precision_policy("auto") == "mixed_bfloat16"
-    monkeypatch.setattr(training, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: False)
     assert precision_policy("auto") == "float32"
 
 

@@ -10,7 +10,7 @@ from keras_instance.data.demo import generate_demo
 from keras_instance.data.pipeline import TrainingSet, train_dataset
 from keras_instance.data.records import split_records
 from keras_instance.text.tokenizer import Vocabulary, tokenize_py
-from keras_instance.training import stages as training
+from keras_instance.training import stages
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_prepare_reports_missing_out_and_too_many_shards(prepared):
 def test_training_from_shards_runs_a_stage(prepared, tmp_path):
     data, out = prepared
     config = tiny_config(data, str(tmp_path / "run"), shards=out, batch_size=8)
-    summary = training.train(config, 1, verbose=0)
+    summary = stages.train(config, 1, verbose=0)
     assert np.isfinite(summary["final"]["loss"])
     with open(tmp_path / "run" / "config.json") as f:
         assert json.load(f)["data"]["shards"] == out

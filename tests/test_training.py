@@ -13,13 +13,8 @@ from keras_instance import run_folder
 from keras_instance.config import Config
 from keras_instance.data import readers
 from keras_instance.retrieval import results
-from keras_instance.text import tokenizer as text
-from keras_instance.training import stages as training
-
-
-@pytest.fixture(scope="module")
-def demo_dir(demo_data):
-    return demo_data
+from keras_instance.text import tokenizer
+from keras_instance.training import stages
 
 
 def tiny_config(data_dir, workdir, **overrides):
@@ -34,16 +29,16 @@ def _epochs_logged(workdir, stage):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
-def test_two_stages_then_evaluate(demo_dir, tmp_path):
+def test_two_stages_then_evaluate(demo_data, tmp_path):
     # The paper's negatives: hardest of a pool of random training captions (8 here).
-    config = tiny_config(demo_dir, str(tmp_path / "run"), feature_cache=str(tmp_path / "cache"),
+    config = tiny_config(demo_data, str(tmp_path / "run"), feature_cache=str(tmp_path / "cache"),
                          negatives="hardest_of_pool", negative_pool=8)
-    s1 = training.train(config, 1, verbose=0)
+    s1 = stages.train(config, 1, verbose=0)
     assert os.path.exists(s1["weights"]) and s1["epochs"] == 2
     assert os.listdir(tmp_path / "cache"), "Stage I with a frozen backbone fills the cache"
-    s2 = training.train(config, 2, verbose=0)
+    s2 = stages.train(config, 2, verbose=0)
     assert s2["epochs"] == 2 and "rank_loss" in s2["final"] and s2["final"]["rank_loss"] > 0
-    again = training.train(config, 2, verbose=0)
+    again = stages.train(config, 2, verbose=0)
     assert again["skipped"]
 
     loaded = Config.load(config.workdir)
@@ -52,7 +47,7 @@ def test_two_stages_then_evaluate(demo_dir, tmp_path):
     assert stage == 2
     dual = run_folder.build_model(loaded, backbone_weights=None)
     dual.full_model().load_weights(weights)
-    vocab = text.Vocabulary.load(run_folder.path(config.workdir, run_folder.VOCAB))
+    vocab = tokenizer.Vocabulary.load(run_folder.path(config.workdir, run_folder.VOCAB))
     result = results.evaluate_split(loaded, dual, vocab, readers.load(loaded.data), "test")
     assert result["num_images"] == 12 and result["num_captions"] == 60
     for direction in ("i2t", "t2i"):
@@ -64,9 +59,9 @@ def test_two_stages_then_evaluate(demo_dir, tmp_path):
         assert json.load(f)["protocol"] == "1k"
 
 
-def test_stage2_needs_stage1(demo_dir, tmp_path):
+def test_stage2_needs_stage1(demo_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="run --stage=1 first"):
-        training.train(tiny_config(demo_dir, str(tmp_path / "run")), 2, verbose=0)
+        stages.train(tiny_config(demo_data, str(tmp_path / "run")), 2, verbose=0)
 
 
 def test_a_moved_run_folder_loads_from_where_it_is(copy_run, trained_run):
@@ -77,17 +72,17 @@ def test_a_moved_run_folder_loads_from_where_it_is(copy_run, trained_run):
     assert run.weights.startswith(copy_run)
 
 
-def test_steps_per_execution_trains_the_same_steps(demo_dir, tmp_path):
+def test_steps_per_execution_trains_the_same_steps(demo_data, tmp_path):
     """Chunks of 2 steps per compiled call over 4-step epochs: the same optimizer steps and
     weights as one step per call. Over 3-step epochs a chunk would run into the next epoch
     (one input stream serves all epochs, so a resumed run sees the same batches), so the
     trainer takes the largest count that divides the epoch, and says so."""
     weights = []
     for spe in (1, 2):
-        config = tiny_config(demo_dir, str(tmp_path / f"spe{spe}"), dropout=0.0,
+        config = tiny_config(demo_data, str(tmp_path / f"spe{spe}"), dropout=0.0,
                              steps_per_execution=spe, batch_size=12)
         lines = []
-        summary = training.train(config, 1, verbose=0, log=lines.append)
+        summary = stages.train(config, 1, verbose=0, log=lines.append)
         assert not any("--steps_per_execution=" in line for line in lines), lines
         dual = run_folder.build_model(config, backbone_weights=None)
         dual.full_model().load_weights(summary["weights"])
@@ -96,12 +91,12 @@ def test_steps_per_execution_trains_the_same_steps(demo_dir, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     lines, compiled = [], []
     with pytest.raises(KeyboardInterrupt):  # the count is chosen when the trainer is compiled
-        training.train(tiny_config(demo_dir, str(tmp_path / "odd"), steps_per_execution=2),
+        stages.train(tiny_config(demo_data, str(tmp_path / "odd"), steps_per_execution=2),
                        1, verbose=0, log=lines.append, callbacks=[KillAtStart(compiled)])
     assert any("--steps_per_execution=2 runs as 1" in line for line in lines), lines
     assert compiled == [1]
     with pytest.raises(ValueError, match="steps_per_execution must be positive"):
-        tiny_config(demo_dir, str(tmp_path / "bad"), steps_per_execution=0).validate()
+        tiny_config(demo_data, str(tmp_path / "bad"), steps_per_execution=0).validate()
 
 
 class KillAtStart(keras.callbacks.Callback):
@@ -128,15 +123,15 @@ class WordLayerAtStart(keras.callbacks.Callback):
         self.seen.append(layer.embeddings.numpy().copy())
 
 
-def test_a_rerun_after_a_kill_before_the_first_backup_starts_from_word2vec(demo_dir, tmp_path):
-    config = tiny_config(demo_dir, str(tmp_path / "run"))
+def test_a_rerun_after_a_kill_before_the_first_backup_starts_from_word2vec(demo_data, tmp_path):
+    config = tiny_config(demo_data, str(tmp_path / "run"))
     seen = []
     with pytest.raises(KeyboardInterrupt):
-        training.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen), KillAtStart()])
+        stages.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen), KillAtStart()])
     assert os.path.exists(run_folder.path(config.workdir, run_folder.VOCAB))
     assert not os.path.exists(os.path.join(config.workdir, "stage1", "backup"))
     with pytest.raises(KeyboardInterrupt):  # the rerun's start is what is checked
-        training.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen), KillAtStart()])
+        stages.train(config, 1, verbose=0, callbacks=[WordLayerAtStart(seen), KillAtStart()])
     first, rerun = seen
     assert np.abs(first).max() > 0.2  # word2vec rows, not the 0.1-std random init
     np.testing.assert_array_equal(first, rerun)
@@ -154,12 +149,12 @@ def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(copy_run):
     stage1 = run_folder.final_weights_path(config.workdir, 1)
     before = os.path.getmtime(stage1)
     lines, log = _messages()
-    again = training.train(config, 1, verbose=0, log=log)
+    again = stages.train(config, 1, verbose=0, log=log)
     assert again["skipped"] and os.path.getmtime(stage1) == before
     assert any("already finished" in line and "--overwrite" in line for line in lines), lines
 
     lines, log = _messages()
-    redone = training.train(config, 1, verbose=0, log=log, overwrite=True)
+    redone = stages.train(config, 1, verbose=0, log=log, overwrite=True)
     assert not redone.get("skipped") and redone["epochs"] == 1
     assert os.path.getmtime(stage1) != before
     assert _epochs_logged(config.workdir, 1) == [0]  # a new stage, not a restored one
@@ -170,22 +165,22 @@ def test_a_finished_stage_is_kept_and_overwrite_trains_it_again(copy_run):
 
 
 def test_conflicting_flags_and_other_data_are_refused_and_leave_the_run_loadable(
-        demo_dir, tmp_path):
+        demo_data, tmp_path):
     import shutil
     data = str(tmp_path / "data")
-    shutil.copytree(demo_dir, data)
+    shutil.copytree(demo_data, data)
     config = tiny_config(data, str(tmp_path / "run"), stage1_lr_schedule="0.1:1")
-    training.train(config, 1, verbose=0)
+    stages.train(config, 1, verbose=0)
     saved = open(os.path.join(config.workdir, "config.json")).read()
     with pytest.raises(ValueError, match=r"--embed_dim=32 conflicts .* --embed_dim=16"):
-        training.train(config.replace(embed_dim=32), 2, verbose=0)
+        stages.train(config.replace(embed_dim=32), 2, verbose=0)
     assert open(os.path.join(config.workdir, "config.json")).read() == saved
     assert not os.path.exists(os.path.join(config.workdir, "stage2"))
     run = run_folder.load_trained(config.workdir, stage=1)
     assert run.config.model.embed_dim == 16
 
     with pytest.raises(ValueError, match=r"asks for --stage1_lr_schedule=0.1:2\. Pass --overwrite"):
-        training.train(config.replace(stage1_lr_schedule="0.1:2"), 1, verbose=0)
+        stages.train(config.replace(stage1_lr_schedule="0.1:2"), 1, verbose=0)
     manifest = os.path.join(data, "manifest.jsonl")
     lines = open(manifest).read().splitlines()
     row = json.loads(lines[0])
@@ -193,16 +188,16 @@ def test_conflicting_flags_and_other_data_are_refused_and_leave_the_run_loadable
     lines[0] = json.dumps(row)
     open(manifest, "w").write("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match="training data differ"):
-        training.train(config, 1, verbose=0)
+        stages.train(config, 1, verbose=0)
     assert open(os.path.join(config.workdir, "config.json")).read() == saved
 
 
-def test_a_workdir_that_is_a_file_and_an_oversized_batch_fail_first(demo_dir, tmp_path):
+def test_a_workdir_that_is_a_file_and_an_oversized_batch_fail_first(demo_data, tmp_path):
     target = tmp_path / "a_file"
     target.write_text("")
     with pytest.raises(FileExistsError, match="is a file"):
-        training.train(tiny_config(demo_dir, str(target)), 1, verbose=0)
+        stages.train(tiny_config(demo_data, str(target)), 1, verbose=0)
     workdir = tmp_path / "run"
     with pytest.raises(ValueError, match="batch size 64 is larger than the 48"):
-        training.train(tiny_config(demo_dir, str(workdir), batch_size=64), 1, verbose=0)
+        stages.train(tiny_config(demo_data, str(workdir), batch_size=64), 1, verbose=0)
     assert not workdir.exists()  # refused before the vocabulary or word2vec ran

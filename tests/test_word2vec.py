@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from keras_instance.text import tokenizer as text
-from keras_instance.text import word2vec
+from keras_instance.text import tokenizer, word2vec
 
 SENTENCES = [["a", "red", "circle"], ["a", "blue", "square"], ["two", "red", "squares"]] * 20
 
@@ -20,7 +19,7 @@ def test_trained_vectors_cover_the_caption_words():
 def test_embedding_matrix_copies_known_words_and_draws_missing_ones(tmp_path):
     kv = KeyedVectors(vector_size=4)
     kv.add_vectors(["red", "blue"], np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.float32))
-    vocab = text.Vocabulary(["red", "green", "blue"])
+    vocab = tokenizer.Vocabulary(["red", "green", "blue"])
     matrix, missing = word2vec.embedding_matrix(vocab, kv, dim=4, seed=0)
     assert missing == 1 and matrix.shape == (4, 4)
     np.testing.assert_array_equal(matrix[0], 0)                      # padding row

@@ -2,12 +2,12 @@
 --export_dir=exports/ [--version=N]`.
 
 Writes `exports/image_encoder/<N>/` and `exports/text_encoder/<N>/` (raw-input SavedModels, see
-`keras_instance/export/modules.py`), `exports/models.config` (base paths under --base_path, the
-folder where `exports/` is mounted inside the tensorflow/serving container, /models by default)
-and, in the run folder, `image_encoder.keras` / `text_encoder.keras` (Keras models that give the
-served embeddings; see `keras_instance/export/encoders.py`) and `model.keras` (the whole dual-path
-training model: logits and post-ReLU features). N defaults to one more than the largest existing
-version.
+`keras_instance/export/served_encoders.py`), `exports/models.config` (base paths under
+--base_path, the folder where `exports/` is mounted inside the tensorflow/serving container,
+/models by default) and, in the run folder, `image_encoder.keras` / `text_encoder.keras` (Keras
+models that give the served embeddings; see `keras_instance/export/encoders.py`) and
+`model.keras` (the whole dual-path training model: logits and post-ReLU features). N defaults to
+one more than the largest existing version.
 Uses the run's saved config; the test-time flags (--test_feature, --test_geometry, …) may
 override it.
 """
@@ -35,7 +35,7 @@ def main(argv):
 
 def run():
     from keras_instance.export import encoders, publish
-    from keras_instance.export.modules import IMAGE_MODEL, TEXT_MODEL
+    from keras_instance.export.served_model import IMAGE_MODEL, TEXT_MODEL
     trained = load_run()
     config, dual, vocab = trained.config, trained.dual, trained.vocab
     result = publish.export_encoders(config, dual, vocab, FLAGS.export_dir, FLAGS.version,

@@ -6,7 +6,7 @@ version of existing ones: `--add_shards=DIR[,DIR…]` and/or `--remove_ids=FILE|
 Writes `exports/text_to_image/<N>/` (sentences → top-k gallery image ids + scores) and
 `exports/image_to_text/<N>/` (image bytes → top-k caption ids, caption text + scores), with the
 signatures search, search_by_embedding, embedding_of and index_info besides serving_default (see
-`keras_instance/export/modules.py`), and refreshes `exports/models.config`.
+`keras_instance/export/served_indexes.py`), and refreshes `exports/models.config`.
 
 --shards: embedding shard folders (`keras_instance.cli.embed`): image shards become
 text_to_image's gallery, caption shards image_to_text's; nothing is encoded. --gallery is
@@ -71,7 +71,7 @@ def removal_ids(value: str | None) -> list[str]:
 def run():
     from keras_instance.export import publish
     from keras_instance.export.galleries import GallerySpec
-    from keras_instance.export.modules import IMAGE_TO_TEXT
+    from keras_instance.export.served_model import IMAGE_TO_TEXT
     updating = bool(FLAGS.add_shards or FLAGS.remove_ids)
     sources = [bool(FLAGS.shards), FLAGS.gallery is not None, updating]
     if sum(sources) != 1:

@@ -2,8 +2,8 @@
 
 `EncoderSpec` names it (picklable: a Beam worker rebuilds the encoder from it in setup());
 `load()` gives an `Encoder` whose `embed` is the served `serving_default` function itself —
-`export.modules.image_module(config, dual).serve` / `text_module(...).serve` for a run folder,
-the SavedModel's signature for an export — so shard rows equal what TF Serving returns.
+`export.served_encoders.image_module(config, dual).serve` / `text_module(...).serve` for a run
+folder, the SavedModel's signature for an export — so shard rows equal what TF Serving returns.
 
 The fingerprint (in every shard folder's header) hashes what decides the embedding: the weights
 file, vocabulary and test-time settings of a run, or the SavedModel's files. Computing it reads
@@ -91,10 +91,10 @@ class EncoderSpec:
             dim = int(serve.structured_outputs["embedding"].shape[-1])
             return Encoder(lambda batch: serve(**{name: batch}), dim, "served", loaded)
         from keras_instance import run_folder
-        from keras_instance.export import modules
+        from keras_instance.export import served_encoders
         run = run_folder.load_trained(self.workdir, dict(self.overrides), self.stage)
-        module = (modules.image_module(run.config, run.dual) if self.kind == "image"
-                  else modules.text_module(run.config, run.dual, run.vocab))
+        module = (served_encoders.image_module(run.config, run.dual) if self.kind == "image"
+                  else served_encoders.text_module(run.config, run.dual, run.vocab))
         return Encoder(module.serve, module.embed_dim, run.config.test.test_feature, module)
 
 

@@ -32,6 +32,7 @@ import tensorflow as tf
 from keras_instance import run_folder
 from keras_instance.config import Config
 from keras_instance.data import pipeline
+from keras_instance.export.served_model import l2_normalize
 from keras_instance.model import backbones
 from keras_instance.model.dual_path import (
     DualPath,
@@ -43,13 +44,6 @@ from keras_instance.model.dual_path import (
 from keras_instance.text import tokenizer
 
 LOAD_WITH = "import keras_instance"
-
-
-
-def _l2_normalize(x: tf.Tensor) -> tf.Tensor:
-    """x / max(‖x‖, 1e-12), row-wise: as evaluation and the served graphs normalise."""
-    x = tf.cast(x, tf.float32)
-    return x / tf.maximum(tf.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 @keras.saving.register_keras_serializable(package="keras_instance")
@@ -84,7 +78,7 @@ class ImageEncoder(keras.Model):
         embedding = self._embed(pixels)
         if self.settings["flip_sum"]:
             embedding = embedding + self._embed(tf.image.flip_left_right(pixels))
-        return _l2_normalize(embedding)
+        return l2_normalize(embedding)
 
     def pixels(self, image_bytes: bytes) -> tf.Tensor:
         """Encoded image bytes → [1, H, W, 3] as the served graph prepares them."""
@@ -137,8 +131,8 @@ class TextEncoder(keras.Model):
         s = self.settings
         tokens = tf.cast(token_ids, tf.int32)
         if s["shift_sum"]:
-            return _l2_normalize(shift_sum_embedding(self.text_encoder, tokens, s["feature"]))
-        return _l2_normalize(self.text_encoder(tokens, training=False)[s["feature"]])
+            return l2_normalize(shift_sum_embedding(self.text_encoder, tokens, s["feature"]))
+        return l2_normalize(self.text_encoder(tokens, training=False)[s["feature"]])
 
     def token_ids(self, sentences) -> tf.Tensor:
         """UTF-8 sentences → int32 ids [N, max_length]: the serving graph's own tokeniser."""

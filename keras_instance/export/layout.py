@@ -8,7 +8,7 @@
 
 Versions are integer folders, never overwritten. Each is written to a hidden temporary sibling
 (".tmp-…", a name TF Serving ignores) and renamed into place, so a half-written version is never
-visible. `save` is the one way any served module (`modules.ExportModule`) reaches the disk.
+visible. `save` is the one way any served module (`served_model.ServedModel`) reaches the disk.
 
 A release (`release`) publishes several models together: every model's version folder is
 written first, then models.config, which pins each model to one version
@@ -112,7 +112,7 @@ def write_warmup(version_dir: str, logs) -> str:
 # --- saving -----------------------------------------------------------------------------------
 
 def save(module, export_dir: str, version: int, release_info: dict | None = None) -> str:
-    """Write a served module (`modules.ExportModule`) as `export_dir/<its name>/<version>`:
+    """Write a served module (`served_model.ServedModel`) as `export_dir/<its name>/<version>`:
     its signatures, its warmup batches as TF Serving's warmup records, and `release_info`."""
     model_dir = os.path.join(export_dir, module.model_name)
     final = os.path.join(model_dir, str(version))

@@ -30,17 +30,9 @@ from keras_instance.export.galleries import (
     image_gallery,
 )
 from keras_instance.export.gallery_index import read_gallery
-from keras_instance.export.modules import (
-    DEFAULT_K,
-    IMAGE_MODEL,
-    IMAGE_TO_TEXT,
-    TEXT_MODEL,
-    TEXT_TO_IMAGE,
-    ImageToTextModule,
-    TextToImageModule,
-    image_module,
-    text_module,
-)
+from keras_instance.export.served_encoders import image_module, text_module
+from keras_instance.export.served_indexes import DEFAULT_K, ImageToTextIndex, TextToImageIndex
+from keras_instance.export.served_model import IMAGE_MODEL, IMAGE_TO_TEXT, TEXT_MODEL, TEXT_TO_IMAGE
 from keras_instance.model.dual_path import DualPath
 from keras_instance.retrieval.embedding_shards import EmbeddingTable, read_shards
 from keras_instance.text import tokenizer
@@ -87,10 +79,10 @@ def _save_index(config, dual, vocab, release: layout.Release, model, table: Embe
     header = dict(table.header, index_options=dict(options, k=int(k)))
     common = dict(paths=table.paths, tags=table.tags, header=header, **options)
     if model == TEXT_TO_IMAGE:
-        module = TextToImageModule(text_module(config, dual, vocab), table.embeddings, table.ids,
+        module = TextToImageIndex(text_module(config, dual, vocab), table.embeddings, table.ids,
                                    k, captions=table.captions, **common)
     else:
-        module = ImageToTextModule(image_module(config, dual), table.embeddings, table.ids,
+        module = ImageToTextIndex(image_module(config, dual), table.embeddings, table.ids,
                                    table.captions, k, **common)
     path = release.save(module)
     log(f"{model}: {module.index.describe()}, top-{module.k} by default, k up to "
