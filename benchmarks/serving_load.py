@@ -178,31 +178,20 @@ def export_models(config, dual, vocab, records, export_dir: str, k: int) -> dict
             "num_images": indexed["num_images"], "k": indexed["k_text_to_image"]}
 
 
-def clustered_rows(n: int, dim: int, seed: int, clusters: int = 10_000, spread: float = 1.5,
-                   chunk: int = 100_000) -> np.ndarray:
-    """n L2-normalised rows around `clusters` random centres (benchmarks/index.py's gallery)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    rows = np.empty((n, dim), np.float32)
-    for s in range(0, n, chunk):
-        block = rows[s:s + chunk]
-        block[:] = rng.standard_normal(block.shape, dtype=np.float32) * (spread / np.sqrt(dim))
-        block += centres[rng.integers(0, clusters, len(block))]
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-    return rows
-
-
 def index_synthetic_gallery(args, config, dual, vocab, export_dir: str, tmp: str) -> dict:
     """Part 3's large gallery: synthetic rows written as image embedding shards, then indexed
     from them into `export_dir` as the next text_to_image version (`cli.index --shards`)."""
     from keras_instance.export import publish
     from keras_instance.retrieval import embedding_shards
+    try:
+        from index import synthetic  # benchmarks/index.py's clustered gallery
+    except ImportError:  # run from another folder
+        from benchmarks.index import synthetic
     n, dim = args.load_gallery_size, int(config.model.embed_dim)
     ids = [f"img{i:07d}" for i in range(n)]
     table = embedding_shards.EmbeddingTable(
-        clustered_rows(n, dim, args.seed), ids, [f"synthetic/{i}.jpg" for i in ids],
-        [""] * n, [[] for _ in ids], "image",
+        synthetic(n, dim, clusters=10_000, spread=1.5, seed=args.seed), ids,
+        [f"synthetic/{i}.jpg" for i in ids], [""] * n, [[] for _ in ids], "image",
         {"feature": config.test.test_feature, "source": {"description": "synthetic, clustered"},
          "encoder": {"fingerprint": "", "description": "synthetic rows"}})
     folder = embedding_shards.write_table(os.path.join(tmp, "synthetic_shards"), table,
