@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import run_program, tiny_config
 
 from keras_instance.data import readers, shards
@@ -83,6 +84,21 @@ def test_training_stream_gives_every_image_once_per_epoch(prepared):
                                                    image_size=32, epochs=2, first_epoch=1))
     assert list(resumed_labels) == orders[1]
     np.testing.assert_array_equal(resumed, images[40:])
+
+
+def test_the_stream_builds_under_a_global_seed_of_zero(prepared):
+    """keras.utils.set_random_seed(0) before the pipeline (other tests do; `--seed=-1` in Stage I
+    does): the per-epoch tensor seed must not fail TensorFlow's seed check, and the order stays
+    the one the seed gives."""
+    data, out = prepared
+    train_set = _training_set(data)
+    tf.random.set_seed(0)
+    try:
+        _, labels = _epoch(train_dataset(train_set, 8, seed=1, shards=out, image_size=32,
+                                         epochs=2))
+    finally:
+        tf.random.set_seed(None)  # unset again, as the other tests of this file found it
+    assert sorted(labels[:40]) == list(range(40)) and sorted(labels[40:]) == list(range(40))
 
 
 def test_stream_rejects_shards_of_other_data(prepared, tmp_path):

@@ -9,6 +9,7 @@ Written by `python -m keras_instance.cli.prepare`; read by `train_dataset(..., s
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -108,6 +109,27 @@ def read_index(shard_dir: str, split: str) -> dict:
     return entry
 
 
+@contextlib.contextmanager
+def _tensor_seeds_allowed(seed):
+    """Lets `Dataset.shuffle` take a tensor seed whatever the global seed.
+
+    With the global seed 0 (`keras.utils.set_random_seed(0)`, or `--seed=-1` in Stage I),
+    TensorFlow's `random_seed.get_seed` compares the pair (0, seed) with (0, 0), which calls
+    bool() on the tensor and fails while the training pipeline is traced. Inside a traced
+    function with that graph seed, the seed is unset for these two shuffles, so TensorFlow pairs
+    the tensor with its default graph seed: the order still comes from `seed` alone.
+    """
+    graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
+    if graph is None or not isinstance(seed, tf.Tensor) or graph.seed != 0:
+        yield
+        return
+    graph.seed = None
+    try:
+        yield
+    finally:
+        graph.seed = 0
+
+
 def image_stream(shard_dir: str, split: str, expected_examples: int, seed,
                  shuffle_buffer: int = 2048) -> tf.data.Dataset:
     """(index, image bytes) of every example once per pass, in an order fixed by `seed` (an int
@@ -121,11 +143,13 @@ def image_stream(shard_dir: str, split: str, expected_examples: int, seed,
         raise ValueError(f"shards in {shard_dir} hold {entry['num_examples']} {split} images but "
                          f"the dataset has {expected_examples}: they were prepared from other "
                          "data; rerun keras_instance.cli.prepare")
-    files = tf.data.Dataset.from_tensor_slices(entry["paths"]).shuffle(
-        len(entry["paths"]), seed=seed, reshuffle_each_iteration=False)
-    records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(entry["paths"]), 8),
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+    with _tensor_seeds_allowed(seed):
+        files = tf.data.Dataset.from_tensor_slices(entry["paths"]).shuffle(
+            len(entry["paths"]), seed=seed, reshuffle_each_iteration=False)
+        records = files.interleave(tf.data.TFRecordDataset,
+                                   cycle_length=min(len(entry["paths"]), 8),
+                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
     def parse(serialized):
         parsed = tf.io.parse_single_example(serialized, _FEATURES)
