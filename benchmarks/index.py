@@ -41,10 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_instance.export import (
-    ivf,  # noqa: E402
-    served_indexes,  # noqa: E402
-)
+from keras_instance.export import ivf, served_indexes  # noqa: E402
 
 K = 10
 

@@ -74,14 +74,6 @@ def _message(*parts) -> tf.Tensor:
                             for p in parts])
 
 
-def _dense(variable: tf.Variable) -> tf.Tensor:
-    """The variable's value (ReadVariableOp: the buffer itself). Every gather here reads through
-    it: tf.gather on the variable (ResourceGather) switches it to copy-on-read, after which each
-    dense read, as exact search's matmul, copies the whole gallery (a 400k x 256 float32 variable:
-    0.5 ms -> 360 ms per read, AMD EPYC, benchmarks/index.py --copy_on_read)."""
-    return tf.convert_to_tensor(variable)
-
-
 def _var(value, name, dtype=None) -> tf.Variable:
     return tf.Variable(tf.constant(value, dtype=dtype), trainable=False, name=name)
 
@@ -177,9 +169,9 @@ class GalleryIndex(tf.Module):
         """(storage positions int64 [M], found bool [M]) of gallery ids."""
         hashes = tf.strings.to_hash_bucket_fast(ids, _HASH_BUCKETS)
         at = tf.minimum(tf.searchsorted(self.id_hashes, hashes, out_type=tf.int64), self.size - 1)
-        positions = tf.gather(_dense(self.id_hash_rows), at)
-        found = tf.logical_and(tf.equal(tf.gather(_dense(self.id_hashes), at), hashes),
-                               tf.equal(tf.gather(_dense(self.ids), positions), ids))
+        positions = tf.gather(ivf.dense_value(self.id_hash_rows), at)
+        found = tf.logical_and(tf.equal(tf.gather(ivf.dense_value(self.id_hashes), at), hashes),
+                               tf.equal(tf.gather(ivf.dense_value(self.ids), positions), ids))
         return positions, found
 
     def _tag_mask(self, tag: tf.Tensor) -> tf.Tensor:
@@ -216,8 +208,8 @@ class GalleryIndex(tf.Module):
 
     def _subset(self, query, k, positions):
         """Exact top-k over the rows at `positions` (sorted: ties keep gallery order)."""
-        scores = ivf.all_scores(query, tf.gather(_dense(self.rows), positions),
-                                tf.gather(_dense(self.scale), positions))
+        scores = ivf.all_scores(query, tf.gather(ivf.dense_value(self.rows), positions),
+                                tf.gather(ivf.dense_value(self.scale), positions))
         columns, best = ivf.top_k_padded(scores, None, k)
         found = tf.where(columns >= 0, tf.gather(positions, tf.maximum(columns, 0)), -1)
         return found, best
@@ -251,7 +243,7 @@ class GalleryIndex(tf.Module):
     def metadata(self, positions: tf.Tensor) -> dict:
         """ids, paths, captions, tags at storage positions; "" where a position is -1."""
         safe, real = tf.maximum(positions, 0), positions >= 0
-        return {name: tf.where(real, tf.gather(_dense(getattr(self, name)), safe), "")
+        return {name: tf.where(real, tf.gather(ivf.dense_value(getattr(self, name)), safe), "")
                 for name in ("ids", "paths", "captions", "tags")}
 
     def embedding_of(self, ids: tf.Tensor) -> tf.Tensor:
@@ -262,8 +254,8 @@ class GalleryIndex(tf.Module):
                            "this gallery)")
         with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(found), [message])]):
             positions = tf.identity(positions)
-        rows = tf.cast(tf.gather(_dense(self.rows), positions), tf.float32)
-        return rows * tf.gather(_dense(self.scale), positions)[:, tf.newaxis]
+        rows = tf.cast(tf.gather(ivf.dense_value(self.rows), positions), tf.float32)
+        return rows * tf.gather(ivf.dense_value(self.scale), positions)[:, tf.newaxis]
 
     def info(self) -> dict:
         return {"index": tf.constant(self.kind), "storage": tf.constant(self.storage),

@@ -115,6 +115,15 @@ def storage_bytes(num_rows: int, dim: int, storage: str) -> int:
 
 # --- search (graph) ---------------------------------------------------------------------------
 
+def dense_value(variable) -> tf.Tensor:
+    """The variable's value (ReadVariableOp: the buffer itself); every gather from a stored
+    variable reads through it. tf.gather on the variable (ResourceGather) switches it to
+    copy-on-read, after which each dense read, as exact search's matmul, copies the whole gallery
+    (a 400k x 256 float32 variable: 0.5 ms -> 360 ms per read, AMD EPYC,
+    benchmarks/index.py --copy_on_read)."""
+    return tf.convert_to_tensor(variable)
+
+
 def _list_positions(centroid_scores: tf.Tensor, offsets: tf.Tensor, nprobe) -> tf.Tensor:
     """Storage positions int64 [C] of the rows in one query's `nprobe` best lists (lists are
     contiguous slices, so this is a union of ranges: tf.ragged.range, no loop), in increasing
@@ -137,9 +146,7 @@ def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.T
     `allowed` (bool [G], optional) drops rows outside a restriction. Queries are scanned one at a
     time (tf.map_fn): gathering every query's candidates at once into one [N, C, D] tensor was
     2-4x slower for 64 queries (a fresh 150 MB buffer per call), the same for one query."""
-    # dense reads of the stored variables: a gather on a variable itself (ResourceGather) would
-    # switch it to copy-on-read, and every later dense read would copy it whole
-    values, scale, offsets = (tf.convert_to_tensor(x) for x in (values, scale, offsets))
+    values, scale, offsets = (dense_value(x) for x in (values, scale, offsets))
     nprobe = tf.clip_by_value(tf.cast(nprobe, tf.int32), 1, tf.shape(centroids)[0])
     coarse = tf.matmul(query, centroids, transpose_b=True)            # [N, nlist]
 

@@ -91,7 +91,7 @@ class ServedImageEncoder(ServedModel):
         if self.flip_sum:
             embedding = embedding + self.encoder(tf.image.flip_left_right(pixels),
                                                  training=False)[self.feature]
-        return {"embedding": l2_normalize(tf.cast(embedding, tf.float32))}
+        return {"embedding": l2_normalize(embedding)}
 
 
 class ServedTextEncoder(ServedModel):
@@ -115,7 +115,7 @@ class ServedTextEncoder(ServedModel):
         return tokenizer.token_ids(sentences, self.table, self.max_length)
 
     def _embed(self, tokens: tf.Tensor) -> tf.Tensor:
-        return tf.cast(self.encoder(tokens, training=False)[self.feature], tf.float32)
+        return self.encoder(tokens, training=False)[self.feature]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def serve(self, sentences):
