@@ -42,6 +42,11 @@ def random_inputs(batch=3, seed=0):
 
 # ----------------------------------------------------------------------------- shared classifier
 
+def test_an_unknown_image_input_names_the_allowed_ones(dual):
+    with pytest.raises(ValueError, match="image_input must be one of .*'image_features'"):
+        dual.training_model("image_feature")
+
+
 @pytest.mark.parametrize("image_input", ["image", "image_features"])
 def test_training_model_has_one_shared_classifier(dual, image_input):
     model = dual.training_model(image_input)
