@@ -306,6 +306,9 @@ def test_index_from_shards_then_add_and_remove_encoding_nothing(indexed, tmp_pat
                       "--max_k=20", "--index=ivf", "--nlist=3", "--nprobe=3")
     assert "indexed as version 1" in out.stdout, out.stdout
     assert "text_to_image: IVF index over 12 rows (float32): 3 lists, nprobe 3" in out.stdout
+    # built together, each index measures its recall on the other's rows (every list: exact)
+    assert (f"nprobe 3 (recall@10 1.000 against exact search on {len(d['caption_ids'])} "
+            "queries given)") in out.stdout
     core = set(dir(tf.raw_ops))
     for name in publish.INDEX_MODELS:
         ops = graph_ops(os.path.join(exports, name, "1"))
@@ -355,6 +358,9 @@ def test_index_from_shards_then_add_and_remove_encoding_nothing(indexed, tmp_pat
     np.testing.assert_array_equal(v2["embeddings"], np.concatenate([d["image_emb"][rows],
                                                                     new_rows]))
     assert v2["tags"][-1] == ["new"] and v2["header"]["index_options"]["max_k"] == 20
+    v1 = gallery_index.read_gallery(os.path.join(exports, "text_to_image", "1"))
+    np.testing.assert_array_equal(v1["tuning_queries"], d["caption_emb"])  # kept for N+1
+    np.testing.assert_array_equal(v2["tuning_queries"], v1["tuning_queries"])
     c2 = gallery_index.read_gallery(os.path.join(exports, "image_to_text", "2"))
     assert c2["ids"] == d["caption_ids"][1:]
     t2i = tf.saved_model.load(os.path.join(exports, "text_to_image", "2")).signatures

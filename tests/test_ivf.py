@@ -253,6 +253,43 @@ def test_only_core_ops(saved):
     assert "ResourceGather" not in ops and "ReadVariableOp" in ops
 
 
+def test_probes_needed_predicts_the_recall_of_every_nprobe():
+    """recall@10 of the served probe at each nprobe = the share of true neighbours whose list
+    ranks within nprobe (ivf.probes_needed), and nprobe_for_recall picks the smallest that
+    reaches a target."""
+    lists = ivf.build_lists(GALLERY, 40, seed=0)
+    needed = ivf.probes_needed(GALLERY, lists, QUERIES, k=10)
+    stored = [tf.constant(x) for x in (*ivf.quantize(GALLERY[lists.order], "float32"),
+                                        lists.centroids, lists.offsets)]
+    truth = brute_force(QUERIES, GALLERY, 10)[0]
+    recalls = []
+    for nprobe in (1, 2, 3, 5, 40):
+        found = lists.order[ivf.probe(tf.constant(QUERIES), *stored, nprobe, 10)[0].numpy()]
+        recalls.append(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
+        assert recalls[-1] == pytest.approx(np.mean(needed <= nprobe), abs=1e-12), nprobe
+    assert np.all(np.diff(recalls) > 0) and recalls[-1] == 1.0  # every probe count matters here
+    nprobe, reached = ivf.nprobe_for_recall(needed, 0.9)
+    assert reached >= 0.9 > np.mean(needed <= nprobe - 1)
+    assert ivf.nprobe_for_recall(needed, 1.0) == (needed.max(), 1.0)
+
+
+def test_nprobe_is_chosen_for_the_target_recall_on_the_queries_given():
+    lists = ivf.build_lists(GALLERY, 40, seed=0)
+    needed = ivf.probes_needed(GALLERY, lists, QUERIES, k=10)
+    want, recall = ivf.nprobe_for_recall(needed, 0.9)
+    index = EmbeddingIndex(GALLERY, IDS, index="ivf", lists=lists, target_recall=0.9,
+                           tuning_queries=QUERIES).index
+    assert (index.nprobe, index.expected_recall) == (want, recall) and 1 < want < 40
+    assert "recall@10 0.9" in index.describe() and "40 queries given" in index.describe()
+    np.testing.assert_array_equal(index.tuning_queries.numpy(), QUERIES)
+    # without queries, gallery rows stand in (each finds itself: an easier recall)
+    rows = EmbeddingIndex(GALLERY, IDS, index="ivf", lists=lists, target_recall=0.9).index
+    assert "500 gallery rows as queries" in rows.describe() and rows.nprobe <= want
+    assert rows.tuning_queries.shape == (0, DIM)
+    fixed = EmbeddingIndex(GALLERY, IDS, index="ivf", lists=lists, nprobe=40).index
+    assert (fixed.nprobe, fixed.expected_recall) == (40, 1.0)
+
+
 # --- the list scan itself (ivf.probe) against NumPy, on scores that are exact in float32 --------
 
 def exact_valued(n, seed):
@@ -287,7 +324,8 @@ SCAN_LISTS = ivf.build_lists(SCAN_ROWS, 25, seed=0)
 
 
 @pytest.mark.parametrize("storage", ivf.STORAGES)
-def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage):
+@pytest.mark.parametrize("chunk", [None, 7])  # one chunk per query; chunks across list borders
+def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk):
     values, scale = ivf.quantize(SCAN_ROWS[SCAN_LISTS.order], storage)
     centroids, offsets = SCAN_LISTS.centroids, SCAN_LISTS.offsets
     rng = np.random.default_rng(4)
@@ -296,9 +334,10 @@ def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage):
     few[rng.choice(len(values), 6, replace=False)] = True       # fewer than k anywhere: padded
     stored = [tf.constant(x) for x in (values, scale, centroids, offsets)]
     specs = [tf.TensorSpec([None, DIM]), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
-    probe = tf.function(lambda q, nprobe, k: ivf.probe(q, *stored, nprobe, k),
+    probe = tf.function(lambda q, nprobe, k: ivf.probe(q, *stored, nprobe, k, chunk=chunk),
                         input_signature=specs)
-    masked = tf.function(lambda q, nprobe, k, mask: ivf.probe(q, *stored, nprobe, k, mask),
+    masked = tf.function(lambda q, nprobe, k, mask: ivf.probe(q, *stored, nprobe, k, mask,
+                                                              chunk=chunk),
                          input_signature=specs + [tf.TensorSpec([len(values)], tf.bool)])
     for nprobe, k, mask in ((1, 60, None), (3, 10, None), (25, 10, None), (4, 10, allowed),
                             (25, 10, few), (2, 100, few)):
@@ -311,3 +350,13 @@ def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage):
     assert (want[0] == -1).any() and len(set(want[1][0][:10])) < 10  # padding and ties were hit
     empty = probe(tf.zeros([0, DIM]), tf.constant(3), tf.constant(10))
     assert empty[0].shape == empty[1].shape == (0, 10)
+    # an empty list (k-means can leave one): the query whose only probe it is finds nothing,
+    # after queries that find rows, in one batch
+    away = -centroids.mean(axis=0, keepdims=True)
+    away /= np.linalg.norm(away)
+    with_empty = [tf.constant(x) for x in (values, scale, np.concatenate([centroids, away]),
+                                           np.concatenate([offsets, offsets[-1:]]))]
+    queries = np.concatenate([SCAN_QUERIES[:2], away]).astype(np.float32)
+    found, best = ivf.probe(tf.constant(queries), *with_empty, 1, 5, chunk=chunk)
+    assert (found.numpy()[2] == -1).all() and np.isneginf(best.numpy()[2]).all()
+    assert (found.numpy()[:2] >= 0).all()

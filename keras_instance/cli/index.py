@@ -42,8 +42,12 @@ flags.DEFINE_enum("index", None, ["auto", "exact", "ivf"],
 flags.DEFINE_enum("storage", None, ["float32", "float16", "int8"],
                   "How gallery rows are stored (default float32).")
 flags.DEFINE_integer("nlist", None, "IVF lists (default 4 sqrt(rows)).", lower_bound=1)
-flags.DEFINE_integer("nprobe", None, "IVF lists scanned per query (default nlist / 32, at "
-                     "least 8).", lower_bound=1)
+flags.DEFINE_integer("nprobe", None, "IVF lists scanned per query (default: the fewest whose "
+                     "recall@10 reaches --target_recall).", lower_bound=1)
+flags.DEFINE_float("target_recall", None, "Recall@10 against exact search that an IVF index's "
+                   "nprobe is chosen for (default 0.95), measured at build time on the other "
+                   "modality's embeddings when both indexes are built together, else on gallery "
+                   "rows.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_integer("version", None, "Version number to write; default: 1 + largest existing.")
 flags.DEFINE_string("caption_split", None,
                     "Split whose captions form image_to_text's gallery (default: the gallery's).")
@@ -82,7 +86,7 @@ def run():
     trained = load_run()
     config, dual, vocab = trained.config, trained.dual, trained.vocab
     options = dict(index=FLAGS.index, storage=FLAGS.storage, nlist=FLAGS.nlist,
-                   nprobe=FLAGS.nprobe, max_k=FLAGS.max_k)
+                   nprobe=FLAGS.nprobe, target_recall=FLAGS.target_recall, max_k=FLAGS.max_k)
     common = dict(version=FLAGS.version, models=FLAGS.models, base_path=FLAGS.base_path)
     if updating:
         result = publish.update_index(config, dual, vocab, FLAGS.export_dir, FLAGS.add_shards,

@@ -41,10 +41,36 @@ def choose_kind(kind: str, num_rows: int) -> str:
     return kind
 
 
+DEFAULT_TARGET_RECALL = 0.95
+TUNING_QUERIES = 500
+
+
 def default_nprobe(nlist: int) -> int:
-    """Lists probed per query by default: nlist / 32 (at least 8): recall@10 >= 0.95 on the
-    benchmark's clustered 1M galleries (benchmarks/index.py)."""
+    """Lists probed per query when no recall target is given: nlist / 32 (at least 8)."""
     return max(1, min(nlist, max(8, int(round(nlist / 32)))))
+
+
+def choose_nprobe(embeddings: np.ndarray, lists: ivf.InvertedLists, nprobe: int | None,
+                  target: float | None, queries: np.ndarray | None = None,
+                  seed: int = 0) -> tuple[int, float, str, np.ndarray]:
+    """(nprobe, its recall@10 against exact search, on what, the queries given that were used):
+    `nprobe` if given, else the fewest lists per query whose recall reaches `target`, else
+    `default_nprobe`. Recall is measured on up to `TUNING_QUERIES` of `queries` (e.g. the
+    other modality's embeddings: real cross-modal queries) or, without them, of the gallery
+    rows, whose recall is higher than cross-modal queries see (a row finds itself first)."""
+    rng = np.random.default_rng(seed)
+    source = queries if queries is not None and len(queries) else embeddings
+    what = "queries given" if source is queries else "gallery rows as queries"
+    pick = np.sort(rng.choice(len(source), min(len(source), TUNING_QUERIES), replace=False))
+    used = np.asarray(source[pick], np.float32)
+    needed = ivf.probes_needed(embeddings, lists, used)
+    if nprobe is None and target:
+        nprobe, recall = ivf.nprobe_for_recall(needed, target)
+    else:
+        nprobe = min(lists.nlist, int(nprobe or default_nprobe(lists.nlist)))
+        recall = float(np.mean(needed <= nprobe))
+    kept = used if source is queries else np.zeros([0, embeddings.shape[1]], np.float32)
+    return nprobe, recall, f"{len(pick)} {what}", kept
 
 
 def _id_hashes(ids) -> np.ndarray:
@@ -102,7 +128,9 @@ class GalleryIndex(tf.Module):
     def __init__(self, embeddings: np.ndarray, ids, paths=None, captions=None, tags=None,
                  index: str = "auto", storage: str = "float32", nlist: int | None = None,
                  nprobe: int | None = None, max_k: int = DEFAULT_MAX_K, seed: int = 0,
-                 header: dict | None = None, lists: ivf.InvertedLists | None = None):
+                 header: dict | None = None, lists: ivf.InvertedLists | None = None,
+                 target_recall: float | None = DEFAULT_TARGET_RECALL,
+                 tuning_queries: np.ndarray | None = None):
         super().__init__(name="gallery_index")
         embeddings = np.asarray(embeddings, np.float32)
         size, dim = embeddings.shape
@@ -122,7 +150,13 @@ class GalleryIndex(tf.Module):
         elif lists is None:
             lists = ivf.build_lists(embeddings, nlist, seed)
         self.nlist = lists.nlist
-        self.nprobe = int(nprobe or default_nprobe(self.nlist)) if self.kind == "ivf" else 1
+        self.nprobe, self.expected_recall, self.tuning = 1, 1.0, ""  # exact search
+        kept = np.zeros([0, dim], np.float32)
+        if self.kind == "ivf":
+            self.nprobe, self.expected_recall, self.tuning, kept = choose_nprobe(
+                embeddings, lists, nprobe, target_recall, tuning_queries, seed)
+        # the queries nprobe was chosen on, kept so that version N+1 chooses on the same ones
+        self.tuning_queries = _var(kept, "tuning_queries")
         order = lists.order
         self.rows, self.scale = _stored_rows(embeddings, order, storage)
         del embeddings
@@ -261,30 +295,34 @@ class GalleryIndex(tf.Module):
         return {"index": tf.constant(self.kind), "storage": tf.constant(self.storage),
                 "size": tf.constant(self.size, tf.int64), "dim": tf.constant(self.dim),
                 "nlist": tf.constant(self.nlist), "nprobe": tf.constant(self.nprobe),
-                "max_k": tf.constant(self.max_k)}
+                "max_k": tf.constant(self.max_k),
+                "expected_recall": tf.constant(self.expected_recall, tf.float32)}
 
     def describe(self) -> str:
         if self.kind == "exact":
             return f"exact search over {self.size} rows ({self.storage})"
         return (f"IVF index over {self.size} rows ({self.storage}): {self.nlist} lists, "
-                f"nprobe {self.nprobe}")
+                f"nprobe {self.nprobe} (recall@10 {self.expected_recall:.3f} against exact "
+                f"search on {self.tuning})")
 
 
 # --- reading a saved gallery back ---------------------------------------------------------------
 
 _VARIABLES = ("rows", "scale", "row_order", "ids", "paths", "captions", "tags", "header")
+_OPTIONAL = ("tuning_queries",)  # not in indexes exported before it was kept
 
 
 def read_gallery(saved_model_dir: str) -> dict:
     """A saved index's gallery from its checkpoint (no graph loaded), in its input order:
-    embeddings [G, D] float32 (dequantised), ids, paths, captions, tags (lists), header, storage.
-    Needs nothing but `<version>/variables/`."""
+    embeddings [G, D] float32 (dequantised), ids, paths, captions, tags (lists), header, storage,
+    tuning_queries (the queries its nprobe was chosen on, or None). Needs nothing but
+    `<version>/variables/`."""
     import os
     reader = tf.train.load_checkpoint(os.path.join(saved_model_dir, "variables", "variables"))
     keys = {}
     for key in reader.get_variable_to_shape_map():
         parts = key.split("/")
-        if len(parts) >= 3 and parts[-2] == ".ATTRIBUTES" and parts[-3] in _VARIABLES \
+        if len(parts) >= 3 and parts[-2] == ".ATTRIBUTES" and parts[-3] in _VARIABLES + _OPTIONAL \
                 and "index" in parts[-4]:
             keys[parts[-3]] = key
     missing = [v for v in _VARIABLES if v not in keys]
@@ -300,4 +338,5 @@ def read_gallery(saved_model_dir: str) -> dict:
     return {"embeddings": ivf.dequantize(get["rows"][back], get["scale"][back]),
             "ids": text("ids"), "paths": text("paths"), "captions": text("captions"),
             "tags": [t.split(",") if t else [] for t in text("tags")],
-            "header": json.loads(get["header"].decode("utf-8") or "{}"), "storage": storage}
+            "header": json.loads(get["header"].decode("utf-8") or "{}"), "storage": storage,
+            "tuning_queries": get.get("tuning_queries")}

@@ -10,8 +10,8 @@ faiss need a custom op or server. IVF as faiss's IndexIVFFlat builds it, with th
   training, and rows go to the centroid of largest inner product (IndexFlatIP's assignment).
 * Rows are stored sorted by list (`InvertedLists.order`), each list a contiguous slice given by
   `offsets` (int64 [nlist + 1]).
-* A query scores the centroids, takes the top `nprobe` lists, gathers their rows, scores them and
-  takes the top k (`probe`).
+* A query scores the centroids, takes the top `nprobe` lists, scores their rows chunk by chunk
+  and takes the top k (`probe`).
 
 Storage (`quantize`): float32, float16 or int8 with one symmetric scale per row (the row's
 largest |value| maps to 127); rows are dequantised in the scoring, score = (q . int8 row) x scale.
@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 STORAGES = ("float32", "float16", "int8")
+SCAN_CHUNK_BYTES = 2**21  # stored rows per step of the list scan: stays in cache while scored
 TRAIN_PER_LIST = 40       # k-means sample: rows per centroid (faiss warns below 39, caps at 256)
 KMEANS_ITERATIONS = 10    # faiss's IndexIVF trains its coarse quantizer with 10 iterations
 
@@ -87,6 +88,49 @@ def exact_lists(num_rows: int, dim: int) -> InvertedLists:
                          np.array([0, num_rows], np.int64))
 
 
+# --- choosing nprobe ----------------------------------------------------------------------------
+
+def exact_top_k(queries: np.ndarray, rows: np.ndarray, k: int, chunk: int = 65536) -> np.ndarray:
+    """[Q, k] row numbers of each query's k largest inner products (NumPy, chunked over rows)."""
+    queries = np.asarray(queries, np.float32)
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(rows), chunk):
+        scores = queries @ np.asarray(rows[start:start + chunk], np.float32).T
+        top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+        best_s = np.concatenate([best_s, np.take_along_axis(scores, top, 1)], 1)
+        best_i = np.concatenate([best_i, top + start], 1)
+        keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
+    return best_i
+
+
+def probes_needed(rows: np.ndarray, lists: InvertedLists, queries: np.ndarray,
+                  k: int = 10) -> np.ndarray:
+    """[Q, k]: for each query's true top-k rows, how many lists a probe must scan to reach it
+    (1 + the rank of the row's list among the query's lists by centroid score, ties to the
+    lower list as tf.math.top_k). A probe scores every row of its lists exactly, so a true
+    neighbour is found iff its list is scanned: recall@k at nprobe p is mean(needed <= p),
+    for every p at once (float32 storage; int8 moves scores by about 1e-3)."""
+    truth = exact_top_k(queries, rows, k)
+    list_of_row = np.empty(len(rows), np.int64)
+    list_of_row[lists.order] = np.repeat(np.arange(lists.nlist), np.diff(lists.offsets))
+    ranking = np.argsort(-(np.asarray(queries, np.float32) @ lists.centroids.T), axis=1,
+                         kind="stable")
+    rank = np.empty_like(ranking)
+    np.put_along_axis(rank, ranking, np.arange(lists.nlist)[np.newaxis], axis=1)
+    return np.take_along_axis(rank, list_of_row[truth], axis=1) + 1
+
+
+def nprobe_for_recall(needed: np.ndarray, target: float) -> tuple[int, float]:
+    """The smallest nprobe whose recall (`probes_needed`) reaches `target`, and that recall."""
+    if not 0 < target <= 1:
+        raise ValueError(f"target recall must be in (0, 1], got {target}")
+    flat = np.sort(needed.ravel())
+    nprobe = int(flat[max(0, math.ceil(target * len(flat)) - 1)])
+    return nprobe, float(np.mean(needed <= nprobe))
+
+
 # --- storage ----------------------------------------------------------------------------------
 
 def quantize(rows: np.ndarray, storage: str) -> tuple[np.ndarray, np.ndarray]:
@@ -124,55 +168,62 @@ def dense_value(variable) -> tf.Tensor:
     return tf.convert_to_tensor(variable)
 
 
-def _list_positions(centroid_scores: tf.Tensor, offsets: tf.Tensor, nprobe) -> tf.Tensor:
-    """Storage positions int64 [C] of the rows in one query's `nprobe` best lists (lists are
-    contiguous slices, so this is a union of ranges: tf.ragged.range, no loop), in increasing
-    storage order, so that equal scores go to the lower position as in exact search."""
-    lists = tf.sort(tf.math.top_k(centroid_scores, k=nprobe).indices)
-    ranges = tf.ragged.range(tf.gather(offsets, lists), tf.gather(offsets, lists + 1))
-    return ranges.flat_values
-
-
-def _scan(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, positions: tf.Tensor):
-    """One query [D] . the stored rows at `positions` [C] -> scores [C], dequantised."""
-    scores = tf.linalg.matvec(tf.cast(tf.gather(values, positions), tf.float32), query)
-    return scores * tf.gather(scale, positions) if values.dtype == tf.int8 else scores
+def chunk_rows(dim: int, dtype) -> int:
+    """Rows per step of the list scan: about `SCAN_CHUNK_BYTES` of stored rows."""
+    return max(64, SCAN_CHUNK_BYTES // (int(dim) * tf.as_dtype(dtype).size))
 
 
 def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.Tensor,
-          offsets: tf.Tensor, nprobe, k, allowed: tf.Tensor | None = None):
+          offsets: tf.Tensor, nprobe, k, allowed: tf.Tensor | None = None,
+          chunk: int | None = None):
     """IVF top-k: (positions int64 [N, k], scores [N, k]), -1 / -inf past the candidates found.
 
-    `allowed` (bool [G], optional) drops rows outside a restriction. Queries are scanned one at a
-    time (tf.map_fn): gathering every query's candidates at once into one [N, C, D] tensor was
-    2-4x slower for 64 queries (a fresh 150 MB buffer per call), the same for one query."""
+    Each query's candidates are the rows of its `nprobe` best lists, in increasing storage order
+    (lists are contiguous slices: a union of ranges, tf.ragged.range), so equal scores go to the
+    lower position as in exact search. Every query's candidates are scanned in chunks of `chunk`
+    rows (default `chunk_rows`) by one while loop over (query, chunk) pairs, two chunks at a
+    time: a chunk gathered from the gallery stays in cache while it is scored, where gathering
+    all of a query's candidates at once (tens of MB at 1M rows) cost a second trip to memory
+    and, past glibc's mmap threshold, fresh pages on every call (benchmarks/index.py).
+    `allowed` (bool [G], optional) drops rows outside a restriction."""
     values, scale, offsets = (dense_value(x) for x in (values, scale, offsets))
+    chunk = int(chunk or chunk_rows(values.shape[1], values.dtype))
     nprobe = tf.clip_by_value(tf.cast(nprobe, tf.int32), 1, tf.shape(centroids)[0])
-    coarse = tf.matmul(query, centroids, transpose_b=True)            # [N, nlist]
+    coarse = tf.matmul(query, centroids, transpose_b=True)              # [N, nlist]
+    lists = tf.sort(tf.math.top_k(coarse, k=nprobe).indices, axis=1)    # [N, nprobe]
+    starts, ends = tf.gather(offsets, lists), tf.gather(offsets, lists + 1)
+    lengths = tf.reduce_sum(ends - starts, axis=1)                      # [N] candidates
+    positions = tf.ragged.range(tf.reshape(starts, [-1]), tf.reshape(ends, [-1])).flat_values
+    first = tf.cumsum(lengths, exclusive=True)                          # query q's first
+    chunks = (lengths + chunk - 1) // chunk
+    chunk_starts = tf.cumsum(chunks, exclusive=True)
+    steps = tf.reduce_sum(chunks)
+    owner = tf.searchsorted(chunk_starts, tf.range(steps), side="right") - 1  # chunk -> query
+    begin = tf.gather(first, owner) + (tf.range(steps) - tf.gather(chunk_starts, owner)) * chunk
+    end = tf.minimum(begin + chunk, tf.gather(first + lengths, owner))
 
-    def one(item):
-        q, centroid_scores = item
-        positions = _list_positions(centroid_scores, offsets, nprobe)
-        scores = _scan(q, values, scale, positions)
-        if allowed is not None:
-            scores = tf.where(tf.gather(allowed, positions), scores, -np.inf)
-        found, best = top_k_padded(scores[tf.newaxis], positions[tf.newaxis], k)
-        return found[0], best[0]
-
-    def single():  # one query (the common request): no loop
-        found, best = one((query[0], coarse[0]))
-        return found[tf.newaxis], best[tf.newaxis]
-
-    def each():
-        found, best = tf.map_fn(one, (query, coarse), parallel_iterations=4,
-                                fn_output_signature=(tf.TensorSpec([None], tf.int64),
-                                                     tf.TensorSpec([None], tf.float32)))
-        return found, best
-
-    def none():  # an empty batch: map_fn cannot stack zero rows of unknown length
-        return tf.zeros([0, k], tf.int64), tf.zeros([0, k], tf.float32)
-    count = tf.shape(query)[0]
-    return tf.case([(tf.equal(count, 1), single), (tf.equal(count, 0), none)], default=each)
+    def scan(i, scores):
+        at = positions[begin[i]:end[i]]
+        s = tf.linalg.matvec(tf.cast(tf.gather(values, at), tf.float32), query[owner[i]])
+        if values.dtype == tf.int8:
+            s = s * tf.gather(scale, at)
+        return i + 1, scores.write(tf.cast(i, tf.int32), s)
+    scores = tf.TensorArray(tf.float32, size=tf.cast(steps, tf.int32), infer_shape=False,
+                            element_shape=[None])
+    _, scores = tf.while_loop(lambda i, _: i < steps, scan, (tf.constant(0, tf.int64), scores),
+                              parallel_iterations=2)
+    scores = scores.concat()                                            # [sum(lengths)]
+    if allowed is not None:
+        scores = tf.where(tf.gather(allowed, positions), scores, -np.inf)
+    # one row per query: column j is its candidate first[q] + j; past its candidates, -inf
+    columns = tf.range(tf.reduce_max(tf.concat([lengths, [0]], 0)))
+    valid = columns < lengths[:, tf.newaxis]
+    at = tf.where(valid, first[:, tf.newaxis] + columns, tf.size(scores, out_type=tf.int64))
+    scores = tf.gather(tf.concat([scores, [-np.inf]], 0), at)          # [N, max(lengths)]
+    columns, best = top_k_padded(scores, None, k)
+    at = tf.where(columns >= 0, tf.cast(columns, tf.int64) + first[:, tf.newaxis],
+                  tf.size(positions, out_type=tf.int64))
+    return tf.gather(tf.concat([positions, [-1]], 0), at), best
 
 
 def all_scores(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:

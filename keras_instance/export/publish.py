@@ -39,8 +39,9 @@ from keras_instance.text import tokenizer
 
 INDEX_MODELS = (TEXT_TO_IMAGE, IMAGE_TO_TEXT)
 MODEL_OF_KIND = {"image": TEXT_TO_IMAGE, "caption": IMAGE_TO_TEXT}
-# --index/--storage/--nlist/--nprobe/--max_k; kept in the index's header for its next version.
-INDEX_OPTION_NAMES = ("index", "storage", "nlist", "nprobe", "max_k")
+# --index/--storage/--nlist/--nprobe/--target_recall/--max_k; kept in the index's header for its
+# next version.
+INDEX_OPTION_NAMES = ("index", "storage", "nlist", "nprobe", "target_recall", "max_k")
 
 
 def run_id(dual: DualPath) -> str:
@@ -73,11 +74,13 @@ def _checked_models(models: Sequence[str]) -> list[str]:
 
 
 def _save_index(config, dual, vocab, release: layout.Release, model, table: EmbeddingTable, k,
-                options: dict, log) -> tuple[str, int]:
-    """One index model over `table` in `release`; the options go into its header."""
+                options: dict, log, queries: np.ndarray | None = None) -> tuple[str, int]:
+    """One index model over `table` in `release`; the options go into its header. `queries`
+    (the other modality's embeddings, when built together) choose an IVF index's nprobe."""
     options = {n: v for n, v in options.items() if n in INDEX_OPTION_NAMES and v is not None}
     header = dict(table.header, index_options=dict(options, k=int(k)))
-    common = dict(paths=table.paths, tags=table.tags, header=header, **options)
+    common = dict(paths=table.paths, tags=table.tags, header=header, tuning_queries=queries,
+                  **options)
     if model == TEXT_TO_IMAGE:
         module = TextToImageIndex(text_module(config, dual, vocab), table.embeddings, table.ids,
                                    k, captions=table.captions, **common)
@@ -131,7 +134,8 @@ def build_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, exp
     From `shards` (embedding shard folders; the models are those of the shards' kinds, of
     `models`), or from `gallery`: `records` (the run's dataset) is needed for `split:` galleries
     and for image_to_text's captions, which come from `caption_split` (default: the gallery's
-    split). `index_options`: index, storage, nlist, nprobe, max_k (`GalleryIndex`).
+    split). `index_options`: index, storage, nlist, nprobe, target_recall, max_k
+    (`GalleryIndex`); built together, each IVF index chooses nprobe on the other's rows.
     """
     models = _checked_models(models)
     if int(k) < 1:
@@ -163,8 +167,10 @@ def build_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, exp
         result = {"version": release.version}
         for model in models:
             table = tables[model]
+            other = tables.get(IMAGE_TO_TEXT if model == TEXT_TO_IMAGE else TEXT_TO_IMAGE)
             result[model], result["k_" + model] = _save_index(
-                config, dual, vocab, release, model, table, k, index_options, log)
+                config, dual, vocab, release, model, table, k, index_options, log,
+                other.embeddings if other is not None else None)
             result["num_" + ("images" if model == TEXT_TO_IMAGE else "captions")] = len(table.ids)
             log(f"{model}: {len(table.ids)} gallery {table.kind}s from "
                 f"{table.header.get('source')}")
@@ -174,7 +180,7 @@ def build_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, exp
 
 # --- version N+1 from version N -----------------------------------------------------------------
 
-def _previous(export_dir: str, model: str) -> tuple[int, EmbeddingTable]:
+def _previous(export_dir: str, model: str) -> tuple[int, EmbeddingTable, np.ndarray | None]:
     number = layout.pinned_versions(export_dir).get(model)  # the version being served
     if number is None:
         raise ValueError(f"{model} has no version in {export_dir} to add to or remove from: "
@@ -182,8 +188,9 @@ def _previous(export_dir: str, model: str) -> tuple[int, EmbeddingTable]:
     g = read_gallery(os.path.join(export_dir, model, str(number)))
     header = g["header"]
     kind = "image" if model == TEXT_TO_IMAGE else "caption"
-    return number, EmbeddingTable(g["embeddings"], g["ids"], g["paths"], g["captions"],
-                                        g["tags"], kind, header)
+    table = EmbeddingTable(g["embeddings"], g["ids"], g["paths"], g["captions"], g["tags"], kind,
+                           header)
+    return number, table, g["tuning_queries"]
 
 
 def _check_same_encoder(model: str, old: dict, new: dict, folders) -> None:
@@ -227,7 +234,7 @@ def update_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, ex
                  k: int | None = None, base_path: str = layout.CONTAINER_BASE_PATH, log=print,
                  **index_options) -> dict:
     """Version N+1 of each index model the change touches, from its latest version N: encodes
-    nothing. Index options and k default to N's."""
+    nothing. Index options and k default to N's; an IVF index chooses nprobe on N's queries."""
     models = _checked_models(models)
     added = {m: t for m, t in _tables_from_shards(list(add_shards)).items()} if add_shards else {}
     extra = [m for m in added if m not in models]
@@ -236,7 +243,7 @@ def update_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, ex
     removed = set(remove_ids)
     previous = {m: _previous(export_dir, m) for m in models
                 if m in added or (removed and layout.existing_versions(f"{export_dir}/{m}"))}
-    hits = {m: removed & set(t.ids) for m, (_, t) in previous.items()}
+    hits = {m: removed & set(t.ids) for m, (_, t, _) in previous.items()}
     unknown = removed - set().union(*hits.values()) if removed else set()
     if unknown:
         raise ValueError(f"{len(unknown)} id(s) to remove are in no index ({', '.join(models)}):"
@@ -246,7 +253,7 @@ def update_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, ex
         raise ValueError("nothing to change: give --add_shards and/or --remove_ids")
     tables = {}
     for model in changed:
-        number, old = previous[model]
+        number, old, _ = previous[model]
         if model in added:
             _check_same_encoder(model, old.header, added[model].header, ", ".join(add_shards))
         tables[model] = _updated(old, hits[model], added.get(model))
@@ -254,13 +261,13 @@ def update_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, ex
                         log=log) as release:
         result = {"version": release.version}
         for model in changed:
-            number, old = previous[model]
+            number, old, queries = previous[model]
             table = tables[model]
             stored = dict(old.header.get("index_options", {}))
             old_k = stored.pop("k", DEFAULT_K)
             options = {**stored, **{n: v for n, v in index_options.items() if v is not None}}
             result[model], result["k_" + model] = _save_index(
-                config, dual, vocab, release, model, table, k or old_k, options, log)
+                config, dual, vocab, release, model, table, k or old_k, options, log, queries)
             new = len(added[model].ids) if model in added else 0
             result["rows_" + model] = len(table.ids)
             log(f"{model}: version {release.version} = version {number} ({len(old.ids)} rows) "
