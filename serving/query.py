@@ -15,13 +15,16 @@ beside `serving_default` (a fixed k, kept for older clients), three signatures:
                          → ids, scores, paths, captions, tags, each [N, k]
     search_by_embedding  embedding float32[N, D], k, tag, ids [, nprobe] → the same outputs
     embedding_of         ids string[M] → embedding float32[M, D] (the gallery's stored rows)
+    search_nprobe,       an approximate index's search / search_by_embedding plus nprobe
+    search_by_embedding_nprobe   int32 (lists scanned per query; 0 = the index's own)
     index_info           no inputs → index ("exact" | "ivf"), storage, size, dim, nlist,
-                         nprobe, max_k
+                         nprobe, max_k, expected_recall
 
 A query with fewer matches than k is padded with id "" and score -inf; the hits here leave the
 padding out. `tags` is comma-joined in the graph and a tuple here. Which inputs a signature takes
 is read once per model from GetModelMetadata: `nprobe` is sent only where the index has it (an
-approximate one), and an index exported before these signatures is named in a one-line error
+approximate one: as an input of the signature, or through its `_nprobe` twin), and an index
+exported before these signatures is named in a one-line error
 instead of a failed RPC. The server checks k, the vector width, tags and ids; its
 INVALID_ARGUMENT message is the `ServerError`'s.
 """
@@ -46,6 +49,7 @@ TEXT_ENCODER, IMAGE_ENCODER = "text_encoder", "image_encoder"
 # Inputs of search / search_by_embedding besides the query itself, and the values meaning "no
 # restriction" (nprobe 0: the index's own default).
 CONTROL_INPUTS = ("k", "tag", "ids", "nprobe")
+NPROBE_SUFFIX = "_nprobe"  # search_nprobe, search_by_embedding_nprobe: the same plus nprobe
 FALLBACK_K = 10  # when serving_default's k cannot be read from the metadata
 
 
@@ -337,6 +341,9 @@ class SearchClient:
     def _query(self, model, signature_name, query_name, query, labels, k, tag, ids, nprobe,
                version, label) -> SearchResult:
         signature, signatures = self._signature(model, signature_name, version, label)
+        with_nprobe = signature_name + NPROBE_SUFFIX  # an approximate index's nprobe twin
+        if nprobe is not None and "nprobe" not in signature.inputs and with_nprobe in signatures:
+            signature_name, signature = with_nprobe, signatures[with_nprobe]
         if k is None:
             k = self._default_k(model, signatures, version, label)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):

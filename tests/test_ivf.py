@@ -199,8 +199,24 @@ def test_errors_from_the_loaded_signatures(saved):
     info = {k: v.numpy() for k, v in signatures["index_info"]().items()}
     assert info["index"] == b"ivf" and info["nlist"] == 40 and info["nprobe"] == 2
     assert info["size"] == SIZE and info["dim"] == DIM and info["max_k"] == 100
+    assert 0 < info["expected_recall"] < 1  # 2 of 40 lists: measured at build time
     assert set(signatures) == {"serving_default", "search", "search_by_embedding",
-                               "embedding_of", "index_info"}
+                               "embedding_of", "index_info", "search_nprobe",
+                               "search_by_embedding_nprobe"}
+    # per-request nprobe (the _nprobe twins): every list is exact search; 0 is the index's own
+    twin = signatures["search_by_embedding_nprobe"]
+    every = twin(embedding=query, **args, nprobe=tf.constant(40))
+    want = brute_force(QUERIES[:2], GALLERY, 5)[1]
+    np.testing.assert_allclose(every["scores"].numpy(), want, atol=ATOL)
+    own = twin(embedding=query, **args, nprobe=tf.constant(0))
+    np.testing.assert_array_equal(own["ids"].numpy(), by_embedding(embedding=query, **args)["ids"])
+    for nprobe in (-1, 41):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"nprobe = {nprobe} is outside the allowed range 0..40 \(the "
+                                 r"lists of this index; 0: its own, 2\)"):
+            twin(embedding=query, **args, nprobe=tf.constant(nprobe))
+    assert "search_nprobe" in signatures and "nprobe" in \
+        signatures["search_nprobe"].structured_input_signature[1]
 
 
 def test_saved_gallery_reads_back_and_lives_in_variables(saved):

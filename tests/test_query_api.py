@@ -118,24 +118,24 @@ class Index(tf.Module):
         query = tf.TensorSpec([None], tf.string, name=query_input)
         controls = [tf.TensorSpec([], tf.int32, name="k"), tf.TensorSpec([], tf.string, name="tag"),
                     tf.TensorSpec([None], tf.string, name="ids")]
-        if nprobe:
-            controls.append(tf.TensorSpec([], tf.int32, name="nprobe"))
-            self.search = tf.function(
-                lambda q, k, tag, ids, nprobe: self._search(self._encode(q), k, tag, ids, nprobe),
-                input_signature=[query, *controls])
-            self.search_by_embedding = tf.function(
-                lambda embedding, k, tag, ids, nprobe: self._search(embedding, k, tag, ids,
-                                                                    nprobe),
-                input_signature=[tf.TensorSpec([None, width], tf.float32, name="embedding"),
-                                 *controls])
-        else:
-            self.search = tf.function(
-                lambda q, k, tag, ids: self._search(self._encode(q), k, tag, ids),
-                input_signature=[query, *controls])
-            self.search_by_embedding = tf.function(
-                lambda embedding, k, tag, ids: self._search(embedding, k, tag, ids),
-                input_signature=[tf.TensorSpec([None, width], tf.float32, name="embedding"),
-                                 *controls])
+        embedding = tf.TensorSpec([None, width], tf.float32, name="embedding")
+        self.search = tf.function(lambda q, k, tag, ids: self._search(self._encode(q), k, tag, ids),
+                                  input_signature=[query, *controls])
+        self.search_by_embedding = tf.function(
+            lambda embedding, k, tag, ids: self._search(embedding, k, tag, ids),
+            input_signature=[embedding, *controls])
+        self.nprobe = {}
+        if nprobe:  # an approximate index: the same signatures plus nprobe, as `_nprobe` twins
+            with_nprobe = controls + [tf.TensorSpec([], tf.int32, name="nprobe")]
+            self.nprobe = {
+                "search_nprobe": tf.function(
+                    lambda q, k, tag, ids, nprobe: self._search(self._encode(q), k, tag, ids,
+                                                                nprobe),
+                    input_signature=[query, *with_nprobe]),
+                "search_by_embedding_nprobe": tf.function(
+                    lambda embedding, k, tag, ids, nprobe: self._search(embedding, k, tag, ids,
+                                                                        nprobe),
+                    input_signature=[embedding, *with_nprobe])}
         self.serve = tf.function(lambda q: self._default(self._encode(q)),
                                  input_signature=[query])
         self.index_info = tf.function(self._index_info, input_signature=[])
@@ -146,7 +146,7 @@ class Index(tf.Module):
     def signatures(self):
         return {"serving_default": self.serve, "search": self.search,
                 "search_by_embedding": self.search_by_embedding,
-                "embedding_of": self.embedding_of, "index_info": self.index_info}
+                "embedding_of": self.embedding_of, "index_info": self.index_info, **self.nprobe}
 
     def _encode(self, queries):
         return self.encoder.serve(queries)["embedding"]
@@ -372,7 +372,7 @@ def test_image_search_and_nprobe(server, tmp_path):
     assert result.model == "image_to_text" and result.queries == ["image 0", "image 1"]
     for hits, vector in zip(result.hits, vectors):
         assert_hits(hits, vector, CAPTIONS, 4, tag="blue")
-    # image_to_text takes nprobe (an approximate index): sent as 0 unless given.
+    # image_to_text takes nprobe (an approximate index): through search_nprobe when given.
     path = tmp_path / "red.png"
     path.write_bytes(images[0])
     again = api.image_search(str(path), k=4, tag="blue", nprobe=NPROBE_MAX)
@@ -618,8 +618,8 @@ def test_rest_answers_the_new_signatures(server):
     np.testing.assert_allclose(body["outputs"], [CAPTIONS["rows"][3]], atol=1e-6)
     b64 = base64.b64encode(png_bytes([10, 10, 250])).decode()
     status, body = http("POST", f"{server['rest']}/v1/models/image_to_text:predict", {
-        "signature_name": "search", "inputs": {"images": [{"b64": b64}], "k": 2, "tag": "",
-                                               "ids": [], "nprobe": 0}})
+        "signature_name": "search_nprobe", "inputs": {"images": [{"b64": b64}], "k": 2,
+                                                      "tag": "", "ids": [], "nprobe": 0}})
     assert status == 200 and len(body["outputs"]["captions"][0]) == 2
 
     for payload, message in [

@@ -190,6 +190,17 @@ class GalleryIndex(tf.Module):
         with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
             return tf.identity(k)
 
+    def checked_nprobe(self, nprobe: tf.Tensor) -> tf.Tensor:
+        """0 (this index's own nprobe) or 1..nlist; the lists scanned per query. Exact search
+        has no lists (and no signature that takes nprobe)."""
+        if self.kind == "exact":
+            return tf.constant(self.nprobe)
+        ok = tf.logical_and(nprobe >= 0, nprobe <= self.nlist)
+        message = _message("nprobe = ", nprobe, f" is outside the allowed range 0..{self.nlist} "
+                           f"(the lists of this index; 0: its own, {self.nprobe})")
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+            return tf.where(nprobe > 0, nprobe, self.nprobe)
+
     def checked_embedding(self, embedding: tf.Tensor) -> tf.Tensor:
         width = tf.shape(embedding)[1]
         message = _message("embedding has ", width, " values per row, but this index holds "
@@ -265,7 +276,7 @@ class GalleryIndex(tf.Module):
         """Top-k rows for query [N, D]: ids, scores, paths, captions, tags (comma-joined), each
         [N, k]; past the rows that match a restriction: id "" and score -inf."""
         k = self.checked_k(tf.cast(k, tf.int32))
-        nprobe = tf.where(nprobe > 0, tf.cast(nprobe, tf.int32), self.nprobe)
+        nprobe = self.checked_nprobe(tf.cast(nprobe, tf.int32))
         restricted = tf.logical_or(tf.not_equal(tag, ""), tf.size(ids) > 0)
         unrestricted = ((lambda: self._all(query, k)) if self.kind == "exact"
                         else (lambda: self._probe(query, k, nprobe)))

@@ -43,22 +43,33 @@ class ServedIndex(ServedModel):
                          → ids, paths, captions, tags (comma-joined) string [N, k], scores [N, k]
     search_by_embedding  embedding float32 [N, D] (not normalised by the graph), k, tag, ids
                          → the same outputs
+    search_nprobe,       IVF indexes only: the two above plus nprobe int32 (lists scanned per
+    search_by_embedding_nprobe   query, 1..nlist; 0 = the index's own), a per-request trade of
+                         recall for latency (`search` keeps the inputs every index takes)
     embedding_of         ids string [M] → embedding float32 [M, D] (stored rows, dequantised)
     index_info           no inputs → index ("exact" | "ivf"), storage, size, dim, nlist, nprobe,
-                         max_k
+                         max_k, expected_recall (recall@10 at nprobe against exact search,
+                         measured when the index was built; 1 for exact search)
 
     When fewer than k items match (a restriction, or a gallery smaller than k) the rest of a row
     is id "" with score -inf. A k outside 1..max_k, an embedding of the wrong width, an unknown
-    tag, an unknown id in embedding_of: InvalidArgumentError naming the value and what is allowed.
-    `search_by_embedding_nprobe` (a saved function, not a served signature) adds `nprobe` int32
-    (0 = the export's) for measuring recall against speed in process.
+    tag, an unknown id in embedding_of, an nprobe outside 0..nlist: InvalidArgumentError naming
+    the value and what is allowed. Subclasses give `input_spec`, the query input of `search`.
     """
+
+    input_spec: tf.TensorSpec = None
 
     def __init__(self, embeddings, ids, k: int, dim: int, **index_options):
         super().__init__()
         embeddings = np.asarray(embeddings, np.float32)
         self.k = _check_gallery(embeddings, ids, dim, k)
         self.index = GalleryIndex(embeddings, ids, **index_options)
+        controls = [K_SPEC, TAG_SPEC, IDS_SPEC]
+        self.search = tf.function(self._search_inputs,
+                                  input_signature=[self.input_spec] + controls)
+        self.search_nprobe = tf.function(self._search_inputs,
+                                         input_signature=[self.input_spec] + controls +
+                                         [NPROBE_SPEC])
 
     def _encode(self, inputs) -> tf.Tensor:
         raise NotImplementedError
@@ -66,8 +77,8 @@ class ServedIndex(ServedModel):
     def _search_embedding(self, embedding, k, tag, ids, nprobe=0):
         return self.index.search(self.index.checked_embedding(embedding), k, tag, ids, nprobe)
 
-    def _search_inputs(self, inputs, k, tag, ids):
-        return self.index.search(self._encode(inputs), k, tag, ids)
+    def _search_inputs(self, inputs, k, tag, ids, nprobe=0):
+        return self.index.search(self._encode(inputs), k, tag, ids, nprobe)
 
     @tf.function(input_signature=[EMBEDDING_SPEC, K_SPEC, TAG_SPEC, IDS_SPEC])
     def search_by_embedding(self, embedding, k, tag, ids):
@@ -90,15 +101,19 @@ class ServedIndex(ServedModel):
         return self.index.search(query, self.k, tf.constant(""), tf.zeros([0], tf.string))
 
     def signatures(self) -> dict:
+        nprobe = ({"search_nprobe": self.search_nprobe,
+                   "search_by_embedding_nprobe": self.search_by_embedding_nprobe}
+                  if self.index.kind == "ivf" else {})
         return {**super().signatures(), "search": self.search,
                 "search_by_embedding": self.search_by_embedding,
-                "embedding_of": self.embedding_of, "index_info": self.index_info}
+                "embedding_of": self.embedding_of, "index_info": self.index_info, **nprobe}
 
 
 class TextToImageIndex(ServedIndex):
     """`serving_default`: sentences [N] → {"ids": [N, k], "scores": [N, k]}; see ServedIndex."""
 
     model_name, input_name = TEXT_TO_IMAGE, "sentences"
+    input_spec = tf.TensorSpec([None], tf.string, name="sentences")
 
     def __init__(self, text_module: ServedTextEncoder, embeddings: np.ndarray,
                  ids: Sequence[str], k: int = DEFAULT_K, **index_options):
@@ -113,17 +128,13 @@ class TextToImageIndex(ServedIndex):
         top = self._top(self._encode(sentences))
         return {"ids": top["ids"], "scores": top["scores"]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences"), K_SPEC,
-                                  TAG_SPEC, IDS_SPEC])
-    def search(self, sentences, k, tag, ids):
-        return self._search_inputs(sentences, k, tag, ids)
-
 
 class ImageToTextIndex(ServedIndex):
     """`serving_default`: images [N] → {"ids", "captions", "scores"}, each [N, k]; see
     ServedIndex."""
 
     model_name, input_name = IMAGE_TO_TEXT, "images"
+    input_spec = tf.TensorSpec([None], tf.string, name="images")
 
     def __init__(self, image_module: ServedImageEncoder, embeddings: np.ndarray,
                  ids: Sequence[str], captions: Sequence[str], k: int = DEFAULT_K,
@@ -143,11 +154,6 @@ class ImageToTextIndex(ServedIndex):
         top = self._top(self._encode(images))
         return {"ids": top["ids"], "captions": top["captions"], "scores": top["scores"]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images"), K_SPEC,
-                                  TAG_SPEC, IDS_SPEC])
-    def search(self, images, k, tag, ids):
-        return self._search_inputs(images, k, tag, ids)
-
 
 class EmbeddingIndex(ServedIndex):
     """An index queried by embeddings only, its encoder the identity: `serving_default` and
@@ -155,6 +161,7 @@ class EmbeddingIndex(ServedIndex):
     and tests); see ServedIndex. Not written by the programs, so it has no warmup requests."""
 
     model_name, input_name = "embedding_index", "embedding"
+    input_spec = EMBEDDING_SPEC
 
     def __init__(self, embeddings, ids, k: int = DEFAULT_K, **index_options):
         super().__init__(embeddings, ids, k, int(np.shape(embeddings)[1]), **index_options)
@@ -168,7 +175,3 @@ class EmbeddingIndex(ServedIndex):
     @tf.function(input_signature=[EMBEDDING_SPEC])
     def serve(self, embedding):
         return self._top(embedding)
-
-    @tf.function(input_signature=[EMBEDDING_SPEC, K_SPEC, TAG_SPEC, IDS_SPEC])
-    def search(self, embedding, k, tag, ids):
-        return self._search_inputs(embedding, k, tag, ids)
