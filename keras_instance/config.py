@@ -32,6 +32,14 @@ TEST_GEOMETRIES = ("keep_aspect", "squash")
 # Ranking negatives: the authors' half-batch layouts (hardest of a caption pool: Flickr, COCO;
 # random: CUHK-PEDES) or VSE++'s hardest in the batch (every example an anchor).
 NEGATIVES = ("hardest_of_pool", "random", "hardest_in_batch")
+# Which captions hardest_of_pool leaves out of its pool: those of every image of the batch (their
+# Flickr30k getBatch, `ind(batch) = 0`) or of the anchors' images only (their MSCOCO getBatch,
+# `neg_label(batch(1:half)) = []`).
+POOL_EXCLUDES = ("batch", "anchors")
+# A half-batch negative image of the anchor's own class (CUHK-PEDES persons): redrawn, as their
+# train_cuhk_Rankloss_shift.m does (here: the batch's next image of another class), or its
+# image-side term dropped (this project's rule before config_version 4).
+NEGATIVE_IMAGES = ("redraw", "drop")
 # Random crop size: the area fraction uniform in crop_scale² (their vl_imreadjpeg 'CropSize'),
 # or the side fraction uniform in crop_scale (before config_version 4); data.pipeline.crop_size.
 CROP_RULES = ("area", "side")
@@ -85,7 +93,7 @@ V1_VALUES = {
 }
 V1_DATASETS = {"flickr30k": "flickr30k_karpathy"}  # version 1 read Flickr30k's Karpathy split
 # Versions 1-3 were written before these fields: they load with the rules that code trained
-# with.
+# with (`negative_image` too, where it could act: `_pre_v4_values`).
 V3_VALUES = {
     "crop_rule": "side",
     "resize_method": "bilinear",
@@ -192,6 +200,15 @@ class LossConfig:
                                                "(the authors' half-batch layouts) or VSE++'s "
                                                "hardest_in_batch.", "stage", NEGATIVES)
     negative_pool: int = _field(256, "Caption pool size for hardest_of_pool.")
+    pool_excludes: str = _field("batch", "hardest_of_pool leaves out the captions of every "
+                                         "image of the batch (the authors' Flickr30k) or of the "
+                                         "anchors' images only (their MSCOCO).", "stage",
+                                POOL_EXCLUDES)
+    negative_image: str = _field("redraw", "Half-batch layouts, a negative image of the "
+                                           "anchor's class (CUHK-PEDES persons): redraw the "
+                                           "batch's next image of another class (the authors' "
+                                           "rand_diff_class3.m) or drop its image-side term "
+                                           "(older runs).", "stage", NEGATIVE_IMAGES)
 
 
 @dataclasses.dataclass
@@ -420,8 +437,14 @@ class Config:
 
 
 def _pre_v4_values(flat: dict) -> dict:
-    """The rules a run saved before config_version 4 trained with."""
-    return dict(V3_VALUES)
+    """The rules a run saved before config_version 4 trained with. Its `negative_image` is the
+    old `drop` only where the rule could act: a half-batch layout over classes that several
+    images share (CUHK-PEDES persons, a manifest's labels, k-means clusters). Elsewhere both
+    rules train alike, so it takes today's and a rerun (the CPU recipes') is not refused."""
+    half_batch = flat.get("negatives", "hardest_of_pool") in ("hardest_of_pool", "random")
+    shared = (flat.get("dataset") in ("cuhk_pedes", "manifest")
+              or flat.get("labels") == "kmeans")
+    return {**V3_VALUES, **({"negative_image": "drop"} if half_batch and shared else {})}
 
 
 def _with_kind_groups(saved: dict, flat: dict) -> dict:

@@ -5,6 +5,7 @@ Each test names the file of theirs whose behaviour it pins.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -288,7 +289,6 @@ def test_the_prefix_cache_key_holds_the_rules_only_when_new():
     """The prefix cache (--finetune_from) keys on the rules as the feature cache does."""
     import hashlib
     import json
-    from types import SimpleNamespace
 
     from keras_instance.training import feature_cache, prefix_cache
     keras.utils.set_random_seed(0)
@@ -352,11 +352,91 @@ def test_served_and_keras_encoders_resize_as_the_run_and_old_files_bilinearly():
     assert encoder.pixels(data).numpy().mean() < 80 and old.pixels(data).numpy().min() == 255
 
 
+def _pool_trainer(pool_excludes):
+    config = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
+                         image_size=16, image_head_units=(16,), text_widths=(8, 16, 16, 32),
+                         text_blocks=(1, 1, 1, 1), embed_dim=16, word_dim=8, max_length=8,
+                         dropout=0.0)
+    keras.utils.set_random_seed(0)
+    dual = build_dual_path(config, 12, 20, backbone_weights=None)
+    return dual, step.InstanceTrainer(dual, image_input="image_features",
+                                      loss_weights=(2.0, 1.0, 0.1), negatives="hardest_of_pool",
+                                      pool_excludes=pool_excludes)
+
+
+def test_coco_pool_leaves_out_only_the_anchors_images():
+    """train_coco_Rankloss_shift_hard.m: `neg_label(batch(1:half)) = []`: captions of the
+    negative rows' images (classes 1 and 3 here) may be mined, the anchors' (0, 2) never; the
+    Flickr30k rule (`ind(batch) = 0`, --pool_excludes=batch, the default) leaves out all four,
+    which leaves class 7's one caption."""
+    rng = np.random.default_rng(3)
+    pool_labels = np.array([[1, 3, 0, 2], [3, 1, 2, 0], [1, 3, 7, 1], [3, 1, 3, 1]], np.int32)
+    labels = tf.constant([0, 1, 2, 3])
+    picked = {}
+    for rule in ("anchors", "batch"):
+        dual, trainer = _pool_trainer(rule)
+        inputs = {"image_features": tf.constant(rng.normal(size=(4, dual.feature_dim)),
+                                                tf.float32),
+                  "tokens": tf.constant(rng.integers(1, 20, size=(4, 8)), tf.int32),
+                  "pool_tokens": tf.constant(rng.integers(1, 20, size=(4, 4, 8)), tf.int32),
+                  "pool_labels": tf.constant(pool_labels)}
+        _, neg_labels = trainer.negative_captions(inputs, labels)
+        picked[rule] = list(neg_labels.numpy())
+    assert picked["batch"] == [7, 7]
+    assert all(label in (1, 3, 7) for label in picked["anchors"]), picked
+    assert any(label in (1, 3) for label in picked["anchors"]), picked
+
+
+def test_coco_recipe_sets_the_anchors_rule_flickr30k_keeps_the_batch_rule():
+    assert flag_value("coco", "pool_excludes") == "anchors"
+    assert Config().loss.pool_excludes == "batch"
+    for name in ("flickr30k", "cuhk_pedes"):
+        assert flag_value(name, "pool_excludes") is None, name
+
+
+def test_a_negative_image_of_the_anchors_person_is_redrawn_from_the_batch():
+    """train_cuhk_Rankloss_shift.m redraws X_n when it shows the anchor's person
+    (rand_diff_class3.m); here the batch's next image of another person, cyclically. Anchor 0
+    (person 5) has row 1 of its own person: row 2 (person 6) becomes its negative image,
+    giving the image-side term 1 − 1 + 0.6 (before config_version 4: dropped, 0). Anchor 1
+    (row 2, person 6) has row 3 of its own too, so the search wraps to row 0 (person 5)."""
+    from keras_instance.model import losses
+    e = np.eye(4, dtype=np.float32)
+    images = tf.constant([e[0], e[0], 0.6 * e[0] + 0.8 * e[2], 0.6 * e[0] + 0.8 * e[2]])
+    texts = tf.constant([e[0], e[1], 0.6 * e[0] + 0.8 * e[2], e[1]])
+    labels = tf.constant([5, 5, 6, 6])
+    got = losses.half_batch_ranking_loss(images, texts, labels, 1.0).numpy()
+    # anchor 0: caption side 1 − 1 + 0 (Y_n = e1), image side 1 − 1 + e0·(0.6 e0 + 0.8 e2)
+    # anchor 1: caption side 1 − 1 + 0, image side 1 − 1 + (0.6 e0 + 0.8 e2)·e0
+    np.testing.assert_allclose(got, [0.6, 0.6], rtol=1e-6)
+    old = losses.half_batch_ranking_loss(images, texts, labels, 1.0, redraw=False).numpy()
+    np.testing.assert_allclose(old, [0.0, 0.0], atol=1e-7)
+    # every image of the batch the anchor's person: nothing to redraw, the term is dropped
+    same = losses.half_batch_ranking_loss(images, texts, tf.constant([5, 5, 5, 5]), 1.0)
+    np.testing.assert_allclose(same.numpy(), [0.0, 0.0], atol=1e-7)
+
+
+def test_a_stage_trains_with_the_runs_negative_rules():
+    """stages._build_trainer hands --pool_excludes and --negative_image to the trainer, whose
+    ranking loss then drops the image term as before (drop) or redraws (the default)."""
+    from keras_instance.training import stages
+    config = Config.flat(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
+                         image_size=16, image_head_units=(16,), text_widths=(8, 16, 16, 32),
+                         text_blocks=(1, 1, 1, 1), embed_dim=16, word_dim=8, max_length=8,
+                         pool_excludes="anchors", negative_image="drop", batch_size=4)
+    data = SimpleNamespace(image_classes=np.arange(4), num_classes=4)
+    _, trainer = stages._build_trainer(config, 1, data, 20, None, "image")
+    assert (trainer.pool_excludes, trainer.negative_image) == ("anchors", "drop")
+    with pytest.raises(ValueError, match="negative_image must be one of 'redraw', 'drop'"):
+        step.InstanceTrainer(trainer.dual, negative_image="again")
+
+
 def test_defaults_are_the_authors_and_cpu_recipes_pin_the_old_rules():
     from keras_instance import config as config_module
     from keras_instance.data import pipeline
     config = Config()
-    assert (config.image.crop_rule, config.image.resize_method) == ("area", "bicubic_antialias")
+    assert (config.image.crop_rule, config.image.resize_method, config.loss.pool_excludes,
+            config.loss.negative_image) == ("area", "bicubic_antialias", "batch", "redraw")
     # the pipeline's own defaults and names (data does not import config) are the same
     assert (pipeline.CROP_RULE, pipeline.RESIZE) == ("area", "bicubic_antialias")
     assert (pipeline.CROP_RULES, pipeline.RESIZE_METHODS) == (config_module.CROP_RULES,
@@ -368,14 +448,23 @@ def test_defaults_are_the_authors_and_cpu_recipes_pin_the_old_rules():
         assert flag_value(name, "crop_rule") is None and flag_value(name, "resize_method") is None
 
 
-def test_run_folders_saved_before_version_4_load_with_the_old_rules():
-    """config.json of version 3 has neither field: the crop and resize rules are the old ones."""
-    raw = Config().to_dict()
+@pytest.mark.parametrize("negatives,dataset,drop", [
+    ("random", "cuhk_pedes", True), ("hardest_of_pool", "manifest", True),
+    ("hardest_of_pool", "flickr30k", False), ("hardest_in_batch", "cuhk_pedes", False)])
+def test_run_folders_saved_before_version_4_load_with_the_old_rules(negatives, dataset, drop):
+    """config.json of version 3 has none of the four fields: the crop and resize rules are the
+    old ones, and so is the negative-image rule where it could act (a half-batch layout over
+    classes several images share); elsewhere both rules train alike, so it is today's and a
+    rerun is not refused over it."""
+    raw = Config.flat(negatives=negatives, dataset=dataset).to_dict()
     raw["config_version"] = 3
-    for group, name in (("image", "crop_rule"), ("image", "resize_method")):
+    for group, name in (("image", "crop_rule"), ("image", "resize_method"),
+                        ("loss", "pool_excludes"), ("loss", "negative_image")):
         raw[group].pop(name)
     loaded = Config.from_dict(raw)
     assert (loaded.image.crop_rule, loaded.image.resize_method) == ("side", "bilinear")
+    assert loaded.loss.pool_excludes == "batch"
+    assert loaded.loss.negative_image == ("drop" if drop else "redraw")
     assert loaded.config_version == 4
     v1 = Config.load_from(str(ROOT / "tests" / "fixtures" / "v1_run" / "config.json"))
     assert (v1.image.crop_rule, v1.image.resize_method) == ("side", "bilinear")
@@ -392,7 +481,8 @@ def test_an_old_cpu_recipe_run_is_resumed_by_its_flags_a_default_run_refused(tmp
                          resize_method="bilinear")
     raw = recipe.to_dict()
     raw["config_version"] = 3
-    for group, name in (("image", "crop_rule"), ("image", "resize_method")):
+    for group, name in (("image", "crop_rule"), ("image", "resize_method"),
+                        ("loss", "pool_excludes"), ("loss", "negative_image")):
         raw[group].pop(name)
     stage = tmp_path / "stage1"
     stage.mkdir()

@@ -113,7 +113,8 @@ def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: in
         dual, image_input=source, loss_weights=config.loss_weights_for(stage),
         margin=config.loss.margin, negatives=config.loss.negatives,
         lr_multipliers=config.optim.lr_multipliers, weight_decay=config.optim.weight_decay,
-        weight_decay_on=config.optim.weight_decay_on)
+        weight_decay_on=config.optim.weight_decay_on, pool_excludes=config.loss.pool_excludes,
+        negative_image=config.loss.negative_image)
     steps = len(data.image_classes) // config.optim.batch_size
     trainer.compile(optimizer=make_optimizer(config, stage, steps),
                     jit_compile=config.optim.jit_compile,
