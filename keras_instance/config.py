@@ -11,8 +11,9 @@ Scopes: "run" (fixed for a run folder: the weights' shapes, the classes, the voc
 "stage2" (the same, for one stage only), "free" (where things are and how fast a step runs) and
 "test" (how a trained model is tested: any program may override these).
 
-config.json is this tree (config_version 3). Flat files (versions 1 and 2, written before the
-tree) still load; version 1 also gets the values that rebuild what that code trained.
+config.json is this tree (config_version 4). Flat files (versions 1 and 2, written before the
+tree) still load; older versions also get the values that rebuild what their code trained
+(`V1_VALUES`, `V3_VALUES`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,20 @@ TEST_GEOMETRIES = ("keep_aspect", "squash")
 # Ranking negatives: the authors' half-batch layouts (hardest of a caption pool: Flickr, COCO;
 # random: CUHK-PEDES) or VSE++'s hardest in the batch (every example an anchor).
 NEGATIVES = ("hardest_of_pool", "random", "hardest_in_batch")
+# Which captions hardest_of_pool leaves out of its pool: those of every image of the batch (their
+# Flickr30k getBatch, `ind(batch) = 0`) or of the anchors' images only (their MSCOCO getBatch,
+# `neg_label(batch(1:half)) = []`).
+POOL_EXCLUDES = ("batch", "anchors")
+# A half-batch negative image of the anchor's own class (CUHK-PEDES persons): redrawn, as their
+# train_cuhk_Rankloss_shift.m does (here: the batch's next image of another class), or its
+# image-side term dropped (this project's rule before config_version 4).
+NEGATIVE_IMAGES = ("redraw", "drop")
+# Random crop size: the area fraction uniform in crop_scale² (their vl_imreadjpeg 'CropSize'),
+# or the side fraction uniform in crop_scale (before config_version 4); data.pipeline.crop_size.
+CROP_RULES = ("area", "side")
+# The one image resize (data.pipeline.resize): bicubic, antialiased when shrinking (their MATLAB
+# imresize and vl_imreadjpeg), or tf.image.resize's bilinear (before config_version 4).
+RESIZE_METHODS = ("bicubic_antialias", "bilinear")
 PROTOCOLS = ("1k", "coco_1k", "coco_5k", "cuhk")
 # How training distributes (training.distribute.make_strategy).
 STRATEGIES = ("mirrored", "multi_worker", "one_device")
@@ -64,7 +79,7 @@ DEFAULT_LR_MULTIPLIERS = {
 BACKBONE_KIND_GROUPS = ("backbone_stem", "backbone_kernel", "backbone_bias", "backbone_gamma",
                         "backbone_beta")
 
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 # Version 1 (no "config_version") was written before these fields existed: it loads with the
 # values that rebuild exactly what that code trained.
 V1_VALUES = {
@@ -77,6 +92,12 @@ V1_VALUES = {
     "test_geometry": "squash",
 }
 V1_DATASETS = {"flickr30k": "flickr30k_karpathy"}  # version 1 read Flickr30k's Karpathy split
+# Versions 1-3 were written before these fields: they load with the rules that code trained
+# with (`negative_image` too, where it could act: `_pre_v4_values`).
+V3_VALUES = {
+    "crop_rule": "side",
+    "resize_method": "bilinear",
+}
 
 
 def _field(default, help: str, scope: str = "stage", choices=None, registry: str | None = None):
@@ -118,7 +139,17 @@ class ImageConfig:
     image_head_units: tuple = _field((2048,), "Hidden fc widths of the image head before the "
                                               "embedding fc (VGG-19: 4096).", "run")
     random_flip: bool = _field(True, "Random horizontal flips in training.")
-    crop_scale: tuple = _field((0.8, 1.0), "Random crop side range (of the largest crop).")
+    crop_scale: tuple = _field((0.8, 1.0), "Random crop size range, a fraction of the largest "
+                                           "crop's side (see --crop_rule).")
+    crop_rule: str = _field("area", "area: the crop's area fraction uniform in crop_scale², "
+                                    "sides rounded (the authors' vl_imreadjpeg CropSize); side: "
+                                    "its side fraction uniform in crop_scale, floored (older "
+                                    "runs).", "stage", CROP_RULES)
+    resize_method: str = _field("bicubic_antialias", "Every image resize (training crops, "
+                                                     "caches, test images, served encoders): "
+                                                     "bicubic_antialias (the authors' imresize) "
+                                                     "or bilinear without antialiasing (older "
+                                                     "runs).", "stage", RESIZE_METHODS)
     squash_to: int = _field(0, "Squash every image to this size² first, aspect not kept, for "
                                "training crops, feature caches and test images alike (0: "
                                "images keep their shape). The authors' CUHK-PEDES "
@@ -169,6 +200,15 @@ class LossConfig:
                                                "(the authors' half-batch layouts) or VSE++'s "
                                                "hardest_in_batch.", "stage", NEGATIVES)
     negative_pool: int = _field(256, "Caption pool size for hardest_of_pool.")
+    pool_excludes: str = _field("batch", "hardest_of_pool leaves out the captions of every "
+                                         "image of the batch (the authors' Flickr30k) or of the "
+                                         "anchors' images only (their MSCOCO).", "stage",
+                                POOL_EXCLUDES)
+    negative_image: str = _field("redraw", "Half-batch layouts, a negative image of the "
+                                           "anchor's class (CUHK-PEDES persons): redraw the "
+                                           "batch's next image of another class (the authors' "
+                                           "rand_diff_class3.m) or drop its image-side term "
+                                           "(older runs).", "stage", NEGATIVE_IMAGES)
 
 
 @dataclasses.dataclass
@@ -381,6 +421,9 @@ class Config:
             for name, value in V1_VALUES.items():
                 flat.setdefault(name, value)
             flat["dataset"] = V1_DATASETS.get(flat.get("dataset"), flat.get("dataset"))
+        if flat.get("config_version", 1) < 4:
+            for name, value in _pre_v4_values(flat).items():
+                flat.setdefault(name, value)
         if "precision" not in flat and "mixed_precision" in flat:  # versions 1-2
             flat["precision"] = "mixed" if flat["mixed_precision"] else "float32"
         if isinstance(flat.get("lr_multipliers"), dict):
@@ -391,6 +434,17 @@ class Config:
     @classmethod
     def load(cls, workdir: str) -> "Config":
         return cls.load_from(os.path.join(workdir, "config.json"))
+
+
+def _pre_v4_values(flat: dict) -> dict:
+    """The rules a run saved before config_version 4 trained with. Its `negative_image` is the
+    old `drop` only where the rule could act: a half-batch layout over classes that several
+    images share (CUHK-PEDES persons, a manifest's labels, k-means clusters). Elsewhere both
+    rules train alike, so it takes today's and a rerun (the CPU recipes') is not refused."""
+    half_batch = flat.get("negatives", "hardest_of_pool") in ("hardest_of_pool", "random")
+    shared = (flat.get("dataset") in ("cuhk_pedes", "manifest")
+              or flat.get("labels") == "kmeans")
+    return {**V3_VALUES, **({"negative_image": "drop"} if half_batch and shared else {})}
 
 
 def _with_kind_groups(saved: dict, flat: dict) -> dict:

@@ -170,11 +170,11 @@ def _head_numpy(head: keras.Model, x: np.ndarray) -> np.ndarray:
     return bn(head.get_layer("image_embedding"), x @ head.get_layer("image_fc2").kernel.numpy())
 
 
-def _reference(dual, path: str) -> np.ndarray:
+def _reference(dual, path: str, resize_method: str) -> np.ndarray:
     """The authors' test feature: the whole SQUARE² image's map (before global pooling), the
     head at each of its positions, summed, plus the mirror image's; L2-normalised."""
     pixels = pipeline.decode_image(tf.io.read_file(path))
-    square = tf.image.resize(pixels, [SQUARE, SQUARE])[tf.newaxis]
+    square = pipeline.resize(pixels, [SQUARE, SQUARE], resize_method)[tf.newaxis]
     app = next(layer for layer in dual.backbone.layers if isinstance(layer, keras.Model))
     trunk = keras.Model(app.input, app.get_layer("out_relu").output)
     total = 0.0
@@ -191,7 +191,7 @@ def test_test_embedding_is_the_head_summed_over_the_square_map(model, tmp_path):
     config, dual = model
     paths = [textured_person(tmp_path / f"t{i}.png", i) for i in range(2)]
     got = embeddings.config_image_embeddings(config, dual, paths, batch_size=2)
-    want = np.stack([_reference(dual, p) for p in paths])
+    want = np.stack([_reference(dual, p, config.image.resize_method) for p in paths])
     np.testing.assert_allclose(got, want, atol=1e-5)
     # the old geometries embed the tall image otherwise: short side 37 of the original (every
     # window of a 37 × 148 image), or squashed straight to 32² (one position)

@@ -1,6 +1,7 @@
 """N replicas train like one device: a 2-replica MirroredStrategy step equals a 1-device step on
 the same global batch (VSE++'s in-batch negatives, and the authors' half-batch RankLoss with its
-pool mined across replicas), and weight decay does not grow with the replica count.
+pool mined and its negative image redrawn across replicas), and weight decay does not grow with
+the replica count.
 
 One subprocess measures all of it: logical CPU devices must be configured before TensorFlow runs
 any op, which the rest of the test session has long done.
@@ -30,7 +31,9 @@ SCRIPT = textwrap.dedent(r"""
     images = rng.uniform(0, 255, (2 * batch, 16, 16, 3)).astype("float32")
     tokens = rng.integers(1, vocab, (2 * batch, 8)).astype("int32")
     tokens[:, 6:] = 0
-    labels = np.array([0, 1, 2, 3, 4, 5, 0, 1] * 2, "int32")  # repeats: same-instance masking
+    # repeats: same-instance masking; rows 2 and 3 (anchor and its negative) share class 2, so
+    # the half-batch loss redraws the negative image from row 4, on the other replica
+    labels = np.array([0, 1, 2, 2, 4, 5, 0, 1] * 2, "int32")
     pool_tokens = rng.integers(1, vocab, (2 * batch, 4, 8)).astype("int32")
     pool_labels = rng.integers(0, num_classes, (2 * batch, 4)).astype("int32")
     ONE = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -108,7 +111,8 @@ def test_two_replica_step_equals_one_device_step(measured, negatives):
     # float32 noise only: ~5e-4 of a 2.2 move here. Without synchronized BN, or with a loss not
     # divided by the replica count, the difference is as large as the move itself (~2.4); a
     # decay applied once per replica (wd 0.5 at lr 0.05) moves each weight 2.5 % further; a
-    # pool mined per replica, or anchors paired across replicas, mines other negatives.
+    # pool mined per replica, anchors paired across replicas, or a negative image redrawn from
+    # one replica's rows only, mines other negatives.
     assert result["diff"] < 1e-3 * result["moved"], json.dumps(result)
     assert abs(result["one_loss"] - result["two_loss"]) < 1e-4, json.dumps(result)
 

@@ -222,6 +222,9 @@ def test_op_allow_list(trained_run):
         outside = sorted(op for op in ops
                          if op not in core | ALLOWED_INTERNAL_OPS | ALLOWED_TF_TEXT_OPS)
         assert not outside, f"{name} uses ops outside core TF + TF Serving's TF Text: {outside}"
+    # the default --resize_method=bicubic_antialias: tf.image.resize's antialiased bicubic is the
+    # core op ScaleAndTranslate (a kernel of stock TF Serving, as every core op), no allow-listing
+    assert "ScaleAndTranslate" in graph_ops(saved(trained_run, served_model.IMAGE_MODEL))
     assert ALLOWED_TF_TEXT_OPS <= graph_ops(saved(trained_run, served_model.TEXT_MODEL))
 
 

@@ -158,7 +158,9 @@ def test_half_batch_ranking_loss_is_the_authors_rankloss(margin):
     assert abs(got.sum() / 8 - got.mean() / 2) < 1e-6
 
 
-def test_a_negative_image_of_the_anchors_class_adds_no_image_term():
+def test_a_negative_image_of_the_anchors_class_adds_no_image_term_when_none_can_replace_it():
+    """The batch holds no image of another class to redraw from (tests/test_fidelity.py: the
+    redraw)."""
     img = tf.constant([[1.0, 0.0], [0.6, 0.8]])   # anchor image, negative image
     txt = tf.constant([[1.0, 0.0], [0.8, 0.6]])   # anchor caption, negative caption
     other = half_batch_ranking_loss(img, txt, tf.constant([0, 1]), 1.0).numpy()

@@ -17,6 +17,11 @@ from keras_instance.data.shards import image_stream
 from keras_instance.text.tokenizer import PAD_ID, Vocabulary, encode_captions
 
 AUTOTUNE = tf.data.AUTOTUNE
+# The crop and resize rules, as config.CROP_RULES / RESIZE_METHODS name them (data does not import
+# config); the authors' first, the defaults.
+CROP_RULES = ("area", "side")
+RESIZE_METHODS = ("bicubic_antialias", "bilinear")
+CROP_RULE, RESIZE = CROP_RULES[0], RESIZE_METHODS[0]
 
 
 @dataclasses.dataclass
@@ -107,76 +112,119 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
     return tf.cast(image, tf.float32)
 
 
-def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor,
-                        scale=(0.8, 1.0), aspect=(3 / 4, 4 / 3)) -> tf.Tensor:
-    """Crop 80–100 % (side) of the largest crop of a random aspect in [3/4, 4/3], resize
-    (docs/method.md)."""
-    seeds = tf.random.experimental.stateless_split(seed, 4)
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+def resize(image: tf.Tensor, size, method: str = RESIZE) -> tf.Tensor:
+    """The one image resize of training crops, caches, test images and the served graphs, so
+    they all see the same pixels. "bicubic_antialias": the authors' (MATLAB imresize in their
+    prepare scripts, vl_imreadjpeg's 'bicubic': Keys' cubic, widened when shrinking), clipped
+    to [0, 255] because bicubic overshoots; "bilinear": tf.image.resize's default, no
+    antialiasing (runs before config_version 4)."""
+    if method == "bilinear":
+        return tf.image.resize(image, size)
+    if method == "bicubic_antialias":
+        out = tf.image.resize(image, size, method="bicubic", antialias=True)
+        return tf.clip_by_value(out, 0.0, 255.0)
+    raise ValueError(f"resize method must be one of {', '.join(map(repr, RESIZE_METHODS))}, "
+                     f"got {method!r}")
+
+
+def crop_size(shape: tf.Tensor, seeds: tf.Tensor, scale=(0.8, 1.0), aspect=(3 / 4, 4 / 3),
+              rule: str = CROP_RULE) -> tf.Tensor:
+    """(height, width) float32 of a random crop of an image of `shape` (h, w): the largest crop
+    of a random aspect in `aspect` (log-uniform, from seeds[0]), scaled down (from seeds[1]).
+    "area": its area fraction uniform in [scale[0]², scale[1]²], sides rounded, as the authors'
+    vl_imreadjpeg ('CropSize', [0.8, 1]); "side": its side fraction uniform in `scale`,
+    floored (runs before config_version 4, whose random draws this keeps)."""
+    if rule not in CROP_RULES:
+        raise ValueError(f"crop rule must be one of {', '.join(map(repr, CROP_RULES))}, got "
+                         f"{rule!r}")
     h, w = shape[0], shape[1]
     log_ratio = tf.random.stateless_uniform([], seeds[0], math.log(aspect[0]), math.log(aspect[1]))
     ratio = tf.exp(log_ratio)  # width / height of the crop
     crop_h = tf.minimum(h, w / ratio)
     crop_w = crop_h * ratio
-    s = tf.random.stateless_uniform([], seeds[1], scale[0], scale[1])
-    crop_h = tf.maximum(tf.floor(crop_h * s), 1.0)
-    crop_w = tf.maximum(tf.floor(crop_w * s), 1.0)
+    if rule == "side":
+        s = tf.random.stateless_uniform([], seeds[1], scale[0], scale[1])
+        crop_h, crop_w = tf.floor(crop_h * s), tf.floor(crop_w * s)
+    else:
+        area = tf.random.stateless_uniform([], seeds[1], scale[0] ** 2, scale[1] ** 2)
+        s = tf.sqrt(area)
+        # C's round (halves away from zero; tf.round rounds them to even), within the image
+        crop_h = tf.minimum(tf.floor(crop_h * s + 0.5), h)
+        crop_w = tf.minimum(tf.floor(crop_w * s + 0.5), w)
+    return tf.maximum(tf.stack([crop_h, crop_w]), 1.0)
+
+
+def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor,
+                        scale=(0.8, 1.0), aspect=(3 / 4, 4 / 3), rule: str = CROP_RULE,
+                        resize_method: str = RESIZE) -> tf.Tensor:
+    """A random crop (`crop_size`: 80–100 % of the largest crop of a random aspect in
+    [3/4, 4/3]) at a random place, resized to size² (docs/method.md)."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    h, w = shape[0], shape[1]
+    crop_h, crop_w = tf.unstack(crop_size(shape, seeds[:2], scale, aspect, rule))
     top = tf.floor(tf.random.stateless_uniform([], seeds[2], 0.0, 1.0) * (h - crop_h + 1))
     left = tf.floor(tf.random.stateless_uniform([], seeds[3], 0.0, 1.0) * (w - crop_w + 1))
     crop = tf.image.crop_to_bounding_box(image, tf.cast(top, tf.int32), tf.cast(left, tf.int32),
                                          tf.cast(crop_h, tf.int32), tf.cast(crop_w, tf.int32))
-    return tf.image.resize(crop, [size, size])
+    return resize(crop, [size, size], resize_method)
 
 
-def squash(image: tf.Tensor, side: int) -> tf.Tensor:
+def squash(image: tf.Tensor, side: int, resize_method: str = RESIZE) -> tf.Tensor:
     """[H, W, 3] → side × side, aspect not kept; side 0: unchanged. The authors' CUHK-PEDES
     geometry (dataset/CUHK-PEDES-prepare/resize_image.m squashes every photo to 256 × 256 once;
     their training crops and test images both come from that square)."""
-    return tf.image.resize(image, [side, side]) if side else image
+    return resize(image, [side, side], resize_method) if side else image
 
 
 def augment(image: tf.Tensor, size: int, seed: tf.Tensor, flip: bool, scale,
-            square: int = 0) -> tf.Tensor:
+            square: int = 0, crop_rule: str = CROP_RULE,
+            resize_method: str = RESIZE) -> tf.Tensor:
     """A training view: a random crop of the image (of its `square` × `square` squash, where
     set) resized to size², randomly mirrored."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    image = random_resized_crop(squash(image, square), size, crop_seed, scale)
+    image = random_resized_crop(squash(image, square, resize_method), size, crop_seed, scale,
+                                rule=crop_rule, resize_method=resize_method)
     if flip:
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     return image
 
 
-def load_eval_image(path: tf.Tensor, size: int) -> tf.Tensor:
+def load_eval_image(path: tf.Tensor, size: int,
+                    resize_method: str = RESIZE) -> tf.Tensor:
     """Whole image resized to size × size (no crop): the squash test geometry."""
-    return tf.image.resize(decode_image(tf.io.read_file(path)), [size, size])
+    return resize(decode_image(tf.io.read_file(path)), [size, size], resize_method)
 
 
 def eval_pixels(image: tf.Tensor, geometry: str, image_size: int, short_side: int,
-                square: int = 0) -> tf.Tensor:
+                square: int = 0, resize_method: str = RESIZE) -> tf.Tensor:
     """A decoded test image [H, W, 3] as the test geometry feeds it (one function for
     evaluation and the served encoders): squashed to `square`² first where set, then
     keep_aspect's short side `short_side` (its windows are summed later) or squash's
     image_size²."""
-    image = squash(image, square)
+    image = squash(image, square, resize_method)
     if geometry == "keep_aspect":
-        return resize_short_side(image, short_side)
-    return tf.image.resize(image, [image_size, image_size])
+        return resize_short_side(image, short_side, resize_method)
+    return resize(image, [image_size, image_size], resize_method)
 
 
-def resize_short_side(image: tf.Tensor, side: int) -> tf.Tensor:
+def resize_short_side(image: tf.Tensor, side: int,
+                      resize_method: str = RESIZE) -> tf.Tensor:
     """[H, W, 3] → the whole image with its short side `side`, aspect kept (docs/method.md's test
     images; the authors' resize_image.m). The long side is rounded to the nearest pixel."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = tf.cast(side, tf.float32) / tf.reduce_min(shape)
     size = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), side)
-    return tf.image.resize(image, size)
+    return resize(image, size, resize_method)
 
 
 def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: int = 224,
                   features: np.ndarray | None = None, flip: bool = True, crop_scale=(0.8, 1.0),
                   shift: bool = True, pool_size: int = 0, random_negatives: bool = False,
                   shards: str | None = None, maps: np.ndarray | None = None,
-                  epochs: int = 1, first_epoch: int = 0, square: int = 0) -> tf.data.Dataset:
+                  epochs: int = 1, first_epoch: int = 0, square: int = 0,
+                  crop_rule: str = CROP_RULE,
+                  resize_method: str = RESIZE) -> tf.data.Dataset:
     """Epochs `first_epoch` … `epochs`−1, one after another: in each, every training image once,
     shuffled, paired with a random caption of its class.
 
@@ -190,10 +238,11 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
     by row, never copied into the graph) it is one random view's maps, as float32. With `shards`
     (a `keras_instance.cli.prepare` folder) image bytes stream from its TFRecord shards instead
     of one file per image; captions stay in memory as token ids. With `square`, crops come
-    from each image squashed to square² (`squash`). With `pool_size`, each batch also carries
-    about that many random training captions for the paper's hardest-of-pool negatives, spread
-    over its examples (so they split evenly over replicas and are gathered back), shifted like
-    the training captions (the authors shift them too). With
+    from each image squashed to square² (`squash`), cut by `crop_rule` and resized by
+    `resize_method` (`augment`). With `pool_size`, each batch also carries about that many
+    random training captions for the paper's hardest-of-pool negatives, spread over its
+    examples (so they split evenly over replicas and are gathered back), shifted like the
+    training captions (the authors shift them too). With
     `random_negatives`, each example also carries a caption drawn uniformly from the other
     classes' captions (`neg_tokens`, `neg_labels`: the authors' CUHK-PEDES negatives, their
     rand_diff_class2.m; a person with more captions is drawn more often). Ends with
@@ -234,7 +283,8 @@ def train_dataset(data: TrainingSet, batch_size: int, seed: int, *, image_size: 
             if image_bytes is None:
                 image_bytes = tf.io.read_file(paths[index])
             image = decode_image(image_bytes)
-            inputs = {"image": augment(image, image_size, seeds[2], flip, crop_scale, square),
+            inputs = {"image": augment(image, image_size, seeds[2], flip, crop_scale, square,
+                                       crop_rule, resize_method),
                       "tokens": tokens}
         if pool_per_example:
             rows = tf.random.stateless_uniform([pool_per_example], seeds[3], 0,

@@ -12,7 +12,8 @@ Inputs and outputs:
 - `ImageEncoder`: float32 pixels [B, H, W, 3], RGB in 0..255, every image of a batch the same
   size, as `pixels()` makes them from encoded bytes: the run's test geometry (keep_aspect: the
   whole image with its short side `short_side`; squash: image_size × image_size), of the image
-  squashed to `square`² first where the run sets squash_to (CUHK-PEDES). Output: the
+  squashed to `square`² first where the run sets squash_to (CUHK-PEDES), every resize the run's
+  `resize_method` (a file saved before it had one: bilinear, as its run). Output: the
   test feature (config.test.test_feature) summed over the windows of the map and with the mirror
   image (flip_sum), L2-normalised — what the served `image_encoder` returns for the same bytes.
 - `TextEncoder`: int32 token ids [B, max_length] from `token_ids(sentences)` (the serving
@@ -30,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from keras_instance import run_folder
-from keras_instance.config import Config
+from keras_instance.config import V3_VALUES, Config
 from keras_instance.data import pipeline
 from keras_instance.export.served_model import l2_normalize
 from keras_instance.model import backbones
@@ -53,13 +54,15 @@ class ImageEncoder(keras.Model):
     def __init__(self, backbone: str, image_size: int, image_head_units, embed_dim: int,
                  feature: str = "embedding", geometry: str = "keep_aspect",
                  short_side: int = 256, flip_sum: bool = True, vgg_fc7: str = "pre_relu",
-                 load_with: str = LOAD_WITH, square: int = 0, **kwargs):
+                 load_with: str = LOAD_WITH, square: int = 0,
+                 resize_method: str = pipeline.RESIZE, **kwargs):
         super().__init__(**kwargs)
         self.settings = dict(backbone=backbone, image_size=int(image_size),
                              image_head_units=[int(u) for u in image_head_units],
                              embed_dim=int(embed_dim), feature=feature, geometry=geometry,
                              short_side=int(short_side), flip_sum=bool(flip_sum),
-                             vgg_fc7=vgg_fc7, load_with=load_with, square=int(square))
+                             vgg_fc7=vgg_fc7, load_with=load_with, square=int(square),
+                             resize_method=resize_method)
         self.backbone = backbones.build_backbone(backbone, None, (image_size, image_size, 3),
                                                  vgg_fc7=vgg_fc7)
         self.image_head = build_image_head(int(self.backbone.output.shape[-1]),
@@ -85,7 +88,7 @@ class ImageEncoder(keras.Model):
         s = self.settings
         image = pipeline.decode_image(tf.constant(image_bytes))
         return pipeline.eval_pixels(image, s["geometry"], s["image_size"], s["short_side"],
-                                    s["square"])[tf.newaxis]
+                                    s["square"], s["resize_method"])[tf.newaxis]
 
     def get_config(self):
         # load_with first: Keras' "Could not locate class" error prints the config, and the
@@ -94,12 +97,17 @@ class ImageEncoder(keras.Model):
                 **self.settings}
 
     @classmethod
+    def from_config(cls, config):
+        # a file saved before resize_method existed came from a run that resized bilinearly
+        return cls(**{"resize_method": V3_VALUES["resize_method"], **config})
+
+    @classmethod
     def from_run(cls, config: Config, dual: DualPath) -> "ImageEncoder":
         image, test = config.image, config.test
         encoder = cls(image.backbone, image.image_size, image.image_head_units,
                       config.model.embed_dim, test.test_feature, test.test_geometry,
                       config.short_side, test.test_flip_sum, image.vgg_fc7,
-                      square=image.squash_to)
+                      square=image.squash_to, resize_method=image.resize_method)
         encoder.backbone.set_weights(dual.backbone.get_weights())
         encoder.image_head.set_weights(dual.image_head.get_weights())
         return encoder

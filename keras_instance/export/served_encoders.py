@@ -4,7 +4,8 @@ Everything between the raw input and the embedding runs inside the graph, with t
 evaluation uses: `image_checks.checked_image_bytes`, `pipeline.decode_image`, then the run's test
 geometry (keep_aspect: `pipeline.resize_short_side` + `dual_path.window_embedding`, one image at
 a time so a request may mix aspect ratios; squash: the whole-image resize of
-`pipeline.load_eval_image`; both through `pipeline.eval_pixels`, after the run's squash_to), the
+`pipeline.load_eval_image`; both through `pipeline.eval_pixels`, after the run's squash_to, with
+its resize method), the
 flip-sum, `tokenizer.token_ids` (the training tokeniser and the vocabulary's StaticHashTable)
 and the Position-Shift sum. So served embeddings equal `retrieval.embeddings` on the same inputs.
 """
@@ -37,14 +38,15 @@ class ServedImageEncoder(ServedModel):
     Geometry as in evaluation: "keep_aspect" embeds each image at its own size (short side
     `short_side`; a request may mix aspect ratios) with `model.window_embedding`; "squash"
     resizes all to image_size² and encodes them as one batch. Both first squash each image to
-    `square`² where set (the run's squash_to: CUHK-PEDES as the authors test it).
+    `square`² where set (the run's squash_to: CUHK-PEDES as the authors test it). Every resize
+    is `resize_method`'s (the run's, `pipeline.resize`).
     """
 
     model_name, input_name = IMAGE_MODEL, "images"
 
     def __init__(self, dual: DualPath, flip_sum: bool, max_pixels: int = MAX_IMAGE_PIXELS,
                  feature: str = "embedding", geometry: str = "squash", short_side: int = 256,
-                 square: int = 0):
+                 square: int = 0, resize_method: str = pipeline.RESIZE):
         super().__init__()
         self.encoder = dual.image_encoder()
         self.backbone, self.image_head = dual.backbone, dual.image_head  # tracked: saved
@@ -56,6 +58,7 @@ class ServedImageEncoder(ServedModel):
         self.geometry = geometry
         self.short_side = int(short_side)
         self.square = int(square)
+        self.resize_method = resize_method
         self.embed_dim = int(self.encoder.output[feature].shape[-1])
 
     def _decode(self, data, index) -> tf.Tensor:
@@ -63,7 +66,7 @@ class ServedImageEncoder(ServedModel):
 
     def _squashed(self, item) -> tf.Tensor:
         return pipeline.eval_pixels(self._decode(*item), "squash", self.image_size, 0,
-                                    self.square)
+                                    self.square, self.resize_method)
 
     def _windows(self, pixels: tf.Tensor) -> tf.Tensor:
         return window_embedding(self.backbone, self.image_head, self.backbone_name,
@@ -71,7 +74,8 @@ class ServedImageEncoder(ServedModel):
 
     def _embed_whole(self, item) -> tf.Tensor:
         pixels = pipeline.eval_pixels(self._decode(*item), "keep_aspect", self.image_size,
-                                      self.short_side, self.square)[tf.newaxis]
+                                      self.short_side, self.square,
+                                      self.resize_method)[tf.newaxis]
         embedding = self._windows(pixels)
         if self.flip_sum:
             embedding = embedding + self._windows(tf.image.flip_left_right(pixels))
@@ -137,7 +141,8 @@ def image_module(config: Config, dual: DualPath) -> ServedImageEncoder:
     t = config.test
     return ServedImageEncoder(dual, t.test_flip_sum, feature=t.test_feature,
                               geometry=t.test_geometry, short_side=config.short_side,
-                              square=config.image.squash_to)
+                              square=config.image.squash_to,
+                              resize_method=config.image.resize_method)
 
 
 def text_module(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary) -> ServedTextEncoder:

@@ -56,9 +56,10 @@ def hardest_of_pool(anchor_images: tf.Tensor, anchor_labels: tf.Tensor, pool_fea
 
     The authors mine with the current model in test mode and no gradient (getBatch of
     train_flickr_word_Rankloss_shift_hard.m); the pool is gathered from every replica, as one
-    device would hold it. Their pool leaves out every image of the batch (`ind(batch) = 0`):
-    with `batch_labels` (the whole batch's classes, gathered from every replica too) a pool
-    caption of any of them is never picked, otherwise only the anchor's own class is excluded.
+    device would hold it. Their pool leaves out images of the batch (Flickr30k: every one,
+    `ind(batch) = 0`; MSCOCO: the anchors'): with `batch_labels` (those images' classes,
+    gathered from every replica too) a pool caption of any of them is never picked, otherwise
+    only the anchor's own class is excluded.
     """
     pool = gather_replicas(_normalized(pool_features))
     pool_labels = gather_replicas(tf.cast(pool_labels, tf.int64))
@@ -72,23 +73,52 @@ def hardest_of_pool(anchor_images: tf.Tensor, anchor_labels: tf.Tensor, pool_fea
 
 
 def half_batch_ranking_loss(image_features: tf.Tensor, text_features: tf.Tensor,
-                            image_labels: tf.Tensor, margin: float = 1.0) -> tf.Tensor:
+                            image_labels: tf.Tensor, margin: float = 1.0,
+                            redraw: bool = True) -> tf.Tensor:
     """The authors' RankLoss on a half-batch layout, one value per anchor [B/2].
 
     Anchor j (row 2j) has image X_p and caption Y_p; row 2j+1 holds its negative image X_n (a
     random other image of the batch) and negative caption Y_n (mined, or random):
     max(0, m − (X_p·Y_p − X_p·Y_n)) + max(0, m − (X_p·Y_p − Y_p·X_n)) on L2-normalised features.
-    A negative image of the anchor's own class (possible with CUHK-PEDES person labels, which
-    the authors redraw) contributes no image-side term.
+    A negative image of the anchor's own class (CUHK-PEDES person labels) is redrawn, as the
+    authors redraw it from another person (train_cuhk_Rankloss_shift.m, rand_diff_class3.m):
+    with `redraw`, the batch's next image of another class (`redrawn_negative_images`); the
+    image-side term is dropped only where none is left. Without `redraw` (runs before
+    config_version 4) that term is dropped whenever row 2j+1 is of the anchor's class.
     """
     image, text = _normalized(image_features), _normalized(text_features)
     positive = tf.reduce_sum(anchors(image) * anchors(text), axis=1)
     caption_side = tf.nn.relu(margin - positive
                               + tf.reduce_sum(anchors(image) * negatives(text), 1))
+    if redraw:
+        negative_image, other = redrawn_negative_images(image, image_labels)
+    else:
+        negative_image = negatives(image)
+        other = tf.not_equal(anchors(image_labels), negatives(image_labels))
     image_side = tf.nn.relu(margin - positive
-                            + tf.reduce_sum(anchors(text) * negatives(image), 1))
-    other = tf.not_equal(anchors(image_labels), negatives(image_labels))
+                            + tf.reduce_sum(anchors(text) * negative_image, 1))
     return caption_side + image_side * tf.cast(other, tf.float32)
+
+
+def redrawn_negative_images(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Each anchor's negative image [B/2, D] and whether it has one [B/2] (bool): the first image
+    of another class after the anchor's row, cyclically over the batch (gathered from every
+    replica, in global row order, as one device would hold it). Row 2j+1 wherever it is of
+    another class, as before; with every image of the anchor's class, none."""
+    all_images = gather_replicas(images)
+    all_labels = gather_replicas(tf.cast(labels, tf.int64))
+    local, total = tf.shape(labels)[0], tf.shape(all_labels)[0]
+    ctx = tf.distribute.get_replica_context()
+    replica = 0 if ctx is None else tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+    rows = replica * local + tf.range(0, local, 2)                     # the anchors' global rows
+    candidates = (rows[:, None] + tf.range(1, total)[None, :]) % total  # [B/2, G−1], in order
+    anchor_labels = anchors(tf.cast(labels, tf.int64))
+    other = tf.not_equal(tf.gather(all_labels, candidates), anchor_labels[:, None])
+    first = tf.argmax(tf.cast(other, tf.int32), axis=1, output_type=tf.int32)  # first True
+    pick = tf.gather(candidates, first, batch_dims=1)
+    # a one-hot product, not a gather: all_gather's gradient takes dense tensors only
+    chosen = tf.matmul(tf.one_hot(pick, total, dtype=all_images.dtype), all_images)
+    return chosen, tf.reduce_any(other, axis=1)
 
 
 def _hardest(similarity: tf.Tensor, same: tf.Tensor) -> tf.Tensor:

@@ -6,9 +6,10 @@ image at short side 256 (aspect kept), summed over every position of the feature
 (`test_geometry="keep_aspect"`; "squash" resizes to image_size²), plus the same for the flipped
 image (`test_flip_sum`). With `squash_to` (the authors' CUHK-PEDES geometry) every image is
 first squashed to that square, then tested whole: keep_aspect at its side sums the map's
-windows (2 × 2 for ResNet-50 at 256, their test_cuhk/extract_pic_feature_word2_plus.m). A
-caption's is summed over every Position-Shift offset (`test_shift_sum`). Both are
-L2-normalised; the score is their dot product.
+windows (2 × 2 for ResNet-50 at 256, their test_cuhk/extract_pic_feature_word2_plus.m). Every
+resize is the run's `resize_method` (`pipeline.resize`, as in training). A caption's is summed
+over every Position-Shift offset (`test_shift_sum`). Both are L2-normalised; the score is their
+dot product.
 """
 from __future__ import annotations
 
@@ -27,13 +28,13 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 def embed_images(image_encoder: keras.Model, image_paths, image_size: int, flip_sum: bool = True,
                  batch_size: int = 64, feature: str = "embedding",
-                 square: int = 0) -> np.ndarray:
+                 square: int = 0, resize_method: str = pipeline.RESIZE) -> np.ndarray:
     """[N, D] L2-normalised image embeddings (whole image, squashed to `square`² first where
     set, then to image_size², plus its mirror image if flip_sum)."""
     paths = tf.constant([str(p) for p in image_paths])
     ds = tf.data.Dataset.from_tensor_slices(paths).map(
         lambda p: pipeline.eval_pixels(pipeline.decode_image(tf.io.read_file(p)), "squash",
-                                       image_size, 0, square),
+                                       image_size, 0, square, resize_method),
         num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     predict = tf.function(lambda x: image_encoder(x, training=False)[feature],
@@ -49,7 +50,8 @@ def embed_images(image_encoder: keras.Model, image_paths, image_size: int, flip_
 
 def embed_images_keep_aspect(dual: DualPath, image_paths, short_side: int, flip_sum: bool = True,
                              batch_size: int = 64, feature: str = "embedding",
-                             square: int = 0) -> np.ndarray:
+                             square: int = 0,
+                             resize_method: str = pipeline.RESIZE) -> np.ndarray:
     """[N, D] L2-normalised embeddings of whole images at short side `short_side`, aspect kept
     (of their `square`² squash where set), the head summed over the map's windows.
 
@@ -60,7 +62,7 @@ def embed_images_keep_aspect(dual: DualPath, image_paths, short_side: int, flip_
     ds = tf.data.Dataset.from_tensor_slices((tf.range(len(image_paths)), paths)).map(
         lambda i, p: (i, pipeline.eval_pixels(pipeline.decode_image(tf.io.read_file(p)),
                                               "keep_aspect", dual.image_size, short_side,
-                                              square)),
+                                              square, resize_method)),
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     @tf.function(reduce_retracing=True)
@@ -105,15 +107,16 @@ def embed_token_ids(text_encoder: keras.Model, tokens: np.ndarray, shift_sum: bo
 
 def config_image_embeddings(config: Config, dual: DualPath, image_paths,
                             batch_size: int | None = None) -> np.ndarray:
-    """Image embeddings with a run's test-time settings (geometry, flip-sum, feature, batch)
-    and its squash_to."""
-    t, square = config.test, config.image.squash_to
+    """Image embeddings with a run's test-time settings (geometry, flip-sum, feature, batch),
+    its squash_to and its resize method."""
+    t, square, method = config.test, config.image.squash_to, config.image.resize_method
     batch_size = batch_size or t.eval_batch_size
     if t.test_geometry == "keep_aspect":
         return embed_images_keep_aspect(dual, image_paths, config.short_side, t.test_flip_sum,
-                                        batch_size, t.test_feature, square)
+                                        batch_size, t.test_feature, square, method)
     return embed_images(dual.image_encoder(), image_paths, config.image.image_size,
-                        t.test_flip_sum, batch_size, feature=t.test_feature, square=square)
+                        t.test_flip_sum, batch_size, feature=t.test_feature, square=square,
+                        resize_method=method)
 
 
 def config_token_embeddings(config: Config, dual: DualPath, tokens: np.ndarray) -> np.ndarray:

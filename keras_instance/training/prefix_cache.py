@@ -10,7 +10,7 @@ Storage: one float16 .npy of shape [N, views, h, w, c], memory-mapped, so maps l
 memory (ResNet-50's conv4 output is 14×14×1024 per view) stream from disk; built by
 `cache_file.build`, so a killed build resumes where it stopped and gives the same file. The
 name carries a hash of everything the maps depend on (prefix weights, split layer, size, views,
-augmentation, seed, image list).
+augmentation and its crop and resize rules, seed, image list).
 """
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from keras_instance.data import pipeline
 from keras_instance.model.backbones import SplitBackbone
 from keras_instance.training import cache_file
 from keras_instance.training.feature_cache import (
     progress_reporter,
+    rules_key,
     view_batches,
     weights_fingerprint,
 )
@@ -34,18 +36,24 @@ CHUNK_IMAGES = 256  # images per progress save
 
 
 def cache_key(image_paths, split: SplitBackbone, image_size: int, views: int, flip: bool,
-              crop_scale, seed: int) -> str:
+              crop_scale, seed: int, crop_rule: str = pipeline.CROP_RULE,
+              resize_method: str = pipeline.RESIZE) -> str:
+    """Hash of what the maps depend on; the crop and resize rules join it only where they are
+    not the old ones (`feature_cache.rules_key`), so caches built before them keep their keys."""
     h = hashlib.sha256()
     h.update(json.dumps([split.layer, weights_fingerprint(split.prefix), image_size, views,
-                         flip, list(crop_scale), seed]).encode())
+                         flip, list(crop_scale), seed]
+                        + rules_key(crop_rule, resize_method)).encode())
     for p in image_paths:
         h.update(str(p).encode() + b"\0")
     return h.hexdigest()[:16]
 
 
 def cache_path(cache_dir: str, backbone_name: str, split: SplitBackbone, image_paths,
-               image_size: int, views: int, flip: bool, crop_scale, seed: int) -> str:
-    key = cache_key(image_paths, split, image_size, views, flip, crop_scale, seed)
+               image_size: int, views: int, flip: bool, crop_scale, seed: int,
+               crop_rule: str = pipeline.CROP_RULE, resize_method: str = pipeline.RESIZE) -> str:
+    key = cache_key(image_paths, split, image_size, views, flip, crop_scale, seed, crop_rule,
+                    resize_method)
     return os.path.join(cache_dir, f"{backbone_name}_prefix_{split.layer}_{image_size}px_"
                                    f"{views}views_{key}.npy")
 
@@ -53,10 +61,12 @@ def cache_path(cache_dir: str, backbone_name: str, split: SplitBackbone, image_p
 def prefix_maps(cache_dir: str, backbone_name: str, split: SplitBackbone, image_paths,
                 image_size: int, views: int = 1, flip: bool = True, crop_scale=(0.8, 1.0),
                 seed: int = 0, batch_size: int = 64, log=print,
-                on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
+                on_chunk: Callable[[int], None] | None = None,
+                crop_rule: str = pipeline.CROP_RULE,
+                resize_method: str = pipeline.RESIZE) -> np.ndarray:
     """[N, views, h, w, c] float16 maps (memory-mapped), built once, resumed after a kill."""
     path = cache_path(cache_dir, backbone_name, split, image_paths, image_size, views, flip,
-                      crop_scale, seed)
+                      crop_scale, seed, crop_rule, resize_method)
     if os.path.exists(path):
         log(f"prefix cache: loading {path}")
         return np.load(path, mmap_mode="r")
@@ -65,7 +75,8 @@ def prefix_maps(cache_dir: str, backbone_name: str, split: SplitBackbone, image_
 
     def batches(start):
         for batch in view_batches(image_paths, image_size, views, flip, crop_scale, seed,
-                                  batch_size, start=start):
+                                  batch_size, start=start, crop_rule=crop_rule,
+                                  resize_method=resize_method):
             n = int(batch.shape[0])
             flat = tf.reshape(batch, [-1, image_size, image_size, 3])
             yield predict(flat).numpy().reshape(n, views, *split.map_shape)

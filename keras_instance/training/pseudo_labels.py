@@ -52,14 +52,16 @@ def backbone_features(config: Config, image_paths) -> np.ndarray:
     backbone = backbones.build_backbone(config.image.backbone, config.image.backbone_weights,
                                         (config.image.image_size, config.image.image_size, 3),
                                         config.model.sync_batchnorm)
-    if config.image.feature_cache:
-        image = config.image
+    image = config.image
+    rules = dict(square=image.squash_to, crop_rule=image.crop_rule,
+                 resize_method=image.resize_method)
+    if image.feature_cache:
         features = feature_cache.cached_features(
             image.feature_cache, backbone, image.backbone, image_paths, image.image_size,
-            image.cache_views, image.random_flip, image.crop_scale, config.seed)
+            image.cache_views, image.random_flip, image.crop_scale, config.seed, **rules)
     else:
-        features = feature_cache.compute_features(backbone, image_paths, config.image.image_size,
-                                                  views=1, progress=False)
+        features = feature_cache.compute_features(backbone, image_paths, image.image_size,
+                                                  views=1, progress=False, **rules)
     keras.utils.set_random_seed(config.seed + 1)
     return features[:, 0]
 

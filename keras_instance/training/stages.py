@@ -113,7 +113,8 @@ def _build_trainer(config: Config, stage: int, data: TrainingSet, vocab_size: in
         dual, image_input=source, loss_weights=config.loss_weights_for(stage),
         margin=config.loss.margin, negatives=config.loss.negatives,
         lr_multipliers=config.optim.lr_multipliers, weight_decay=config.optim.weight_decay,
-        weight_decay_on=config.optim.weight_decay_on)
+        weight_decay_on=config.optim.weight_decay_on, pool_excludes=config.loss.pool_excludes,
+        negative_image=config.loss.negative_image)
     steps = len(data.image_classes) // config.optim.batch_size
     trainer.compile(optimizer=make_optimizer(config, stage, steps),
                     jit_compile=config.optim.jit_compile,
@@ -139,16 +140,17 @@ def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, sour
     image = config.image
     views = (data.image_paths, image.image_size, image.cache_views, image.random_flip,
              image.crop_scale, config.seed)
+    rules = dict(crop_rule=image.crop_rule, resize_method=image.resize_method)
     if dual.split is not None and source != "image":
         # one pass of the frozen prefix serves both stages: Stage I pools its maps
         maps = prefix_cache.prefix_maps(image.feature_cache, image.backbone, dual.split, *views,
-                                        log=log)
+                                        log=log, **rules)
         if source == "image_features":
             features, maps = prefix_cache.features_from_maps(dual.split, maps, log=log), None
     elif source == "image_features":
         features = feature_cache.cached_features(config.image.feature_cache, dual.backbone,
                                                  config.image.backbone, *views, log=log,
-                                                 square=image.squash_to)
+                                                 square=image.squash_to, **rules)
     ranking = config.loss_weights_for(stage)[0] != 0
     loss = config.loss
     pool = loss.negative_pool if loss.negatives == "hardest_of_pool" and ranking else 0
@@ -158,7 +160,7 @@ def _dataset(config: Config, stage: int, data: TrainingSet, dual: DualPath, sour
                          shift=config.text.position_shift, pool_size=pool,
                          random_negatives=config.loss.negatives == "random" and ranking,
                          shards=config.data.shards, maps=maps, epochs=epochs,
-                         first_epoch=first_epoch, square=image.squash_to)
+                         first_epoch=first_epoch, square=image.squash_to, **rules)
 
 
 def _describe(config: Config, stage: int, source: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_instance.config import NEGATIVE_IMAGES, POOL_EXCLUDES
 from keras_instance.model import backbones, losses
 from keras_instance.model.dual_path import DualPath
 
@@ -86,8 +87,14 @@ class InstanceTrainer(keras.Model):
     def __init__(self, dual: DualPath, image_input: str = "image", loss_weights=(0, 1, 1),
                  margin: float = 1.0,
                  negatives: str = "hardest_in_batch", lr_multipliers: dict | None = None,
-                 weight_decay: float = 1e-4, weight_decay_on: str = "all", **kwargs):
+                 weight_decay: float = 1e-4, weight_decay_on: str = "all",
+                 pool_excludes: str = "batch", negative_image: str = "redraw", **kwargs):
         super().__init__(**kwargs)
+        for name, value, allowed in (("pool_excludes", pool_excludes, POOL_EXCLUDES),
+                                     ("negative_image", negative_image, NEGATIVE_IMAGES)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got "
+                                 f"{value!r}")
         self.dual = dual
         self.image_input = image_input  # dual_path.IMAGE_INPUTS
         self.network = dual.training_model(image_input=self.image_input)
@@ -95,6 +102,8 @@ class InstanceTrainer(keras.Model):
         self.rank_weight, self.image_weight, self.text_weight = (float(w) for w in loss_weights)
         self.margin = margin
         self.negatives = negatives
+        self.pool_excludes = pool_excludes
+        self.negative_image = negative_image
         self.lr_multipliers = dict(lr_multipliers or {})
         self.weight_decay = weight_decay
         self.weight_decay_on = weight_decay_on
@@ -134,7 +143,8 @@ class InstanceTrainer(keras.Model):
 
         hardest_of_pool: the pool captions and the anchor images are encoded in test mode (as
         the authors mine) and the most similar caption of an instance outside the batch is
-        taken (their Flickr30k pool leaves out every image of the batch); random:
+        taken (their Flickr30k pool leaves out every image of the batch; with
+        pool_excludes="anchors", as their MSCOCO pool, only the anchors' images); random:
         the random caption of another instance that the input pipeline drew.
         """
         if self.negatives == "random":
@@ -147,8 +157,9 @@ class InstanceTrainer(keras.Model):
         pool_tokens = tf.reshape(pool_tokens, [-1, length])
         pool_labels = tf.reshape(inputs["pool_labels"], [-1])
         pool_features = self.dual.text_encoder(pool_tokens, training=False)["relu"]
+        left_out = labels if self.pool_excludes == "batch" else losses.anchors(labels)
         pick = losses.hardest_of_pool(anchor_features, losses.anchors(labels), pool_features,
-                                      pool_labels, batch_labels=labels)
+                                      pool_labels, batch_labels=left_out)
         return (tf.gather(losses.gather_replicas(pool_tokens), pick),
                 tf.gather(losses.gather_replicas(pool_labels), pick))
 
@@ -177,7 +188,8 @@ class InstanceTrainer(keras.Model):
             rank = tf.zeros_like(image_ce)
         elif self.half_batch:
             rank = losses.half_batch_ranking_loss(out["image_relu"], out["text_relu"], labels,
-                                                  self.margin)
+                                                  self.margin,
+                                                  redraw=self.negative_image == "redraw")
         else:
             rank = losses.ranking_loss(out["image_relu"], out["text_relu"], labels, self.margin)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
