@@ -340,8 +340,10 @@ SCAN_LISTS = ivf.build_lists(SCAN_ROWS, 25, seed=0)
 
 
 @pytest.mark.parametrize("storage", ivf.STORAGES)
-@pytest.mark.parametrize("chunk", [None, 7])  # one chunk per query; chunks across list borders
-def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk):
+@pytest.mark.parametrize("chunk, by_list", [(None, False), (7, False), (None, True)])
+def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk, by_list):
+    """Both scans: by query (one chunk per query, or 7-row chunks across list borders) and by
+    list (each probed list once for all its queries)."""
     values, scale = ivf.quantize(SCAN_ROWS[SCAN_LISTS.order], storage)
     centroids, offsets = SCAN_LISTS.centroids, SCAN_LISTS.offsets
     rng = np.random.default_rng(4)
@@ -350,14 +352,15 @@ def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk):
     few[rng.choice(len(values), 6, replace=False)] = True       # fewer than k anywhere: padded
     stored = [tf.constant(x) for x in (values, scale, centroids, offsets)]
     specs = [tf.TensorSpec([None, DIM]), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
-    probe = tf.function(lambda q, nprobe, k: ivf.probe(q, *stored, nprobe, k, chunk=chunk),
+    probe = tf.function(lambda q, nprobe, k: ivf.probe(q, *stored, nprobe, k, chunk=chunk,
+                                                       by_list=by_list),
                         input_signature=specs)
     masked = tf.function(lambda q, nprobe, k, mask: ivf.probe(q, *stored, nprobe, k, mask,
-                                                              chunk=chunk),
+                                                              chunk=chunk, by_list=by_list),
                          input_signature=specs + [tf.TensorSpec([len(values)], tf.bool)])
     for nprobe, k, mask in ((1, 60, None), (3, 10, None), (25, 10, None), (4, 10, allowed),
                             (25, 10, few), (2, 100, few)):
-        for queries in (SCAN_QUERIES, SCAN_QUERIES[4:5]):  # the loop and the single query
+        for queries in (SCAN_QUERIES, SCAN_QUERIES[4:5]):  # a batch and a single query
             args = (tf.constant(queries), tf.constant(nprobe), tf.constant(k))
             got = probe(*args) if mask is None else masked(*args, tf.constant(mask))
             want = numpy_probe(queries, values, scale, centroids, offsets, nprobe, k, mask)
@@ -373,6 +376,7 @@ def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk):
     with_empty = [tf.constant(x) for x in (values, scale, np.concatenate([centroids, away]),
                                            np.concatenate([offsets, offsets[-1:]]))]
     queries = np.concatenate([SCAN_QUERIES[:2], away]).astype(np.float32)
-    found, best = ivf.probe(tf.constant(queries), *with_empty, 1, 5, chunk=chunk)
+    found, best = ivf.probe(tf.constant(queries), *with_empty, 1, 5, chunk=chunk,
+                            by_list=by_list)
     assert (found.numpy()[2] == -1).all() and np.isneginf(best.numpy()[2]).all()
     assert (found.numpy()[:2] >= 0).all()
