@@ -249,13 +249,13 @@ class GalleryIndex(tf.Module):
     # -- search -------------------------------------------------------------------------------
 
     def _all(self, query, k):
-        return ivf.top_k_padded(ivf.all_scores(query, self.rows, self.scale), None, k)
+        return ivf.top_k_padded(ivf.all_scores(query, self.rows, self.scale), k)
 
     def _subset(self, query, k, positions):
         """Exact top-k over the rows at `positions` (sorted: ties keep gallery order)."""
         scores = ivf.all_scores(query, tf.gather(ivf.dense_value(self.rows), positions),
                                 tf.gather(ivf.dense_value(self.scale), positions))
-        columns, best = ivf.top_k_padded(scores, None, k)
+        columns, best = ivf.top_k_padded(scores, k)
         found = tf.where(columns >= 0, tf.gather(positions, tf.maximum(columns, 0)), -1)
         return found, best
 

@@ -210,8 +210,8 @@ def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.T
     valid = columns < lengths[:, tf.newaxis]
     at = tf.where(valid, first[:, tf.newaxis] + columns, tf.size(scores, out_type=tf.int64))
     scores = tf.gather(tf.concat([scores, [-np.inf]], 0), at)          # [N, max(lengths)]
-    columns, best = top_k_padded(scores, None, k)
-    at = tf.where(columns >= 0, tf.cast(columns, tf.int64) + first[:, tf.newaxis],
+    columns, best = top_k_padded(scores, k)
+    at = tf.where(columns >= 0, columns + first[:, tf.newaxis],
                   tf.size(positions, out_type=tf.int64))
     return tf.gather(tf.concat([positions, [-1]], 0), at), best
 
@@ -283,21 +283,15 @@ def _scan_by_list(query, values, scale, offsets, lists, starts, ends) -> tf.Tens
 
 def all_scores(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
     """query [N, D] . every stored row -> [N, G] (exact search)."""
-    scores = tf.matmul(query, tf.cast(values, tf.float32), transpose_b=True)
-    return scores * scale if values.dtype == tf.int8 else scores
+    return _scored(query, values, lambda: scale)
 
 
-def top_k_padded(scores: tf.Tensor, positions: tf.Tensor | None, k) -> tuple[tf.Tensor, tf.Tensor]:
-    """Top-k of scores [N, C] with positions (None: column j is position j), padded to k with
-    score -inf and position -1 when C < k. Ties: lower column first (tf.math.top_k)."""
+def top_k_padded(scores: tf.Tensor, k) -> tuple[tf.Tensor, tf.Tensor]:
+    """(columns int64 [N, k], scores [N, k]): top-k of scores [N, C], padded to k with column -1
+    and score -inf when C < k or past the finite scores. Ties: lower column first
+    (tf.math.top_k)."""
     columns = tf.shape(scores)[1]
-    missing = tf.maximum(k - columns, 0)
-    scores = tf.pad(scores, [[0, 0], [0, missing]], constant_values=-np.inf)
+    scores = tf.pad(scores, [[0, 0], [0, tf.maximum(k - columns, 0)]], constant_values=-np.inf)
     top = tf.math.top_k(scores, k=k)
-    if positions is None:
-        found = tf.cast(top.indices, tf.int64)
-        found = tf.where(top.indices < columns, found, -1)
-    else:
-        positions = tf.pad(positions, [[0, 0], [0, missing]], constant_values=-1)
-        found = tf.gather(positions, top.indices, batch_dims=1)
+    found = tf.where(top.indices < columns, tf.cast(top.indices, tf.int64), -1)
     return tf.where(top.values > -np.inf, found, -1), top.values
