@@ -190,7 +190,7 @@ def index_synthetic_gallery(args, config, dual, vocab, export_dir: str, tmp: str
     n, dim = args.load_gallery_size, int(config.model.embed_dim)
     ids = [f"img{i:07d}" for i in range(n)]
     table = embedding_shards.EmbeddingTable(
-        synthetic(n, dim, clusters=10_000, spread=1.5, seed=args.seed), ids,
+        synthetic(n, dim, seed=args.seed), ids,
         [f"synthetic/{i}.jpg" for i in ids], [""] * n, [[] for _ in ids], "image",
         {"feature": config.test.test_feature, "source": {"description": "synthetic, clustered"},
          "encoder": {"fingerprint": "", "description": "synthetic rows"}})
