@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 STORAGES = ("float32", "float16", "int8")
-SCAN_CHUNK_BYTES = 2**21  # stored rows per step of the list scan: stays in cache while scored
+SCAN_CHUNK_BYTES = 2**21  # float32 rows per step of the list scan: stays in cache while scored
 TRAIN_PER_LIST = 40       # k-means sample: rows per centroid (faiss warns below 39, caps at 256)
 KMEANS_ITERATIONS = 10    # faiss's IndexIVF trains its coarse quantizer with 10 iterations
 
@@ -168,9 +168,10 @@ def dense_value(variable) -> tf.Tensor:
     return tf.convert_to_tensor(variable)
 
 
-def chunk_rows(dim: int, dtype) -> int:
-    """Rows per step of the list scan: about `SCAN_CHUNK_BYTES` of stored rows."""
-    return max(64, SCAN_CHUNK_BYTES // (int(dim) * tf.as_dtype(dtype).size))
+def chunk_rows(dim: int) -> int:
+    """Rows per step of the list scan: about `SCAN_CHUNK_BYTES` of rows as scored (float32,
+    whatever the storage: int8 and float16 rows are cast before the matmul)."""
+    return max(64, SCAN_CHUNK_BYTES // (int(dim) * 4))
 
 
 def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.Tensor,
@@ -202,7 +203,7 @@ def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.T
         tf.convert_to_tensor(by_list),
         lambda: _scan_by_list(query, values, scale, offsets, lists, starts, ends),
         lambda: _scan_by_query(query, values, scale, positions, lengths, first,
-                               int(chunk or chunk_rows(values.shape[1], values.dtype))))
+                               int(chunk or chunk_rows(values.shape[1]))))
     if allowed is not None:
         scores = tf.where(tf.gather(allowed, positions), scores, -np.inf)
     # one row per query: column j is its candidate first[q] + j; past its candidates, -inf
