@@ -150,6 +150,15 @@ def latency(call, queries, batch, repeats):
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
+def measured(args, search, queries, truth, found=None, **row) -> dict:
+    """A result row: recall@10 of `search` (queries -> ids [N, K]; `found`: its answers already
+    computed) and its p50/p99 latency for 1 and for 64 queries."""
+    row["recall"] = recall(search(queries) if found is None else found, truth)
+    row["p50_1"], row["p99_1"] = latency(search, queries, 1, args.repeats)
+    row["p50_64"], row["p99_64"] = latency(search, queries, 64, args.batch_repeats)
+    return row
+
+
 def index_bytes(index) -> int:
     return sum(int(np.prod(v.shape)) * v.dtype.size for v in
                (index.rows, index.scale, index.centroids, index.offsets))
@@ -182,11 +191,10 @@ def saved_rows(args, name, rows, queries, truth, options, tmp, nprobes=()):
                 return sig(embedding=tf.constant(q), k=none[0], tag=none[1], ids=none[2],
                            nprobe=nprobe)["ids"]
         found = np.concatenate([call(queries[s:s + 64]).numpy().astype(np.int64)
-                                for s in range(0, len(queries), 64)])
-        row = dict(name=f"{name} nprobe {nprobe}" if kind == "ivf" else name, nprobe=nprobe,
-                   recall=recall(found, truth), bytes=size, build=build, nlist=nlist)
-        row["p50_1"], row["p99_1"] = latency(call, queries, 1, args.repeats)
-        row["p50_64"], row["p99_64"] = latency(call, queries, 64, args.batch_repeats)
+                                for s in range(0, len(queries), 64)])  # an exact [Q, G] is big
+        row = measured(args, call, queries, truth, found,
+                       name=f"{name} nprobe {nprobe}" if kind == "ivf" else name, nprobe=nprobe,
+                       bytes=size, build=build, nlist=nlist)
         out.append(row)
         print(f"  {row['name']}: recall {row['recall']:.3f}, 1q p50 {row['p50_1']:.2f} ms",
               flush=True)
@@ -242,13 +250,8 @@ def faiss_rows(args, rows, queries, truth, centroids):
     flat.add(rows)
     build = time.perf_counter() - t
 
-    def search_flat(q):
-        return flat.search(q, K)[1]
-    row = dict(name="faiss IndexFlatIP", nprobe=0, bytes=rows.nbytes, build=build,
-               recall=recall(search_flat(queries), truth))
-    row["p50_1"], row["p99_1"] = latency(search_flat, queries, 1, args.repeats)
-    row["p50_64"], row["p99_64"] = latency(search_flat, queries, 64, args.batch_repeats)
-    out.append(row)
+    out.append(measured(args, lambda q: flat.search(q, K)[1], queries, truth,
+                        name="faiss IndexFlatIP", nprobe=0, bytes=rows.nbytes, build=build))
     flat = None
     gc.collect()
     for storage in ("float32", "int8"):
@@ -257,16 +260,10 @@ def faiss_rows(args, rows, queries, truth, centroids):
         per_row = dim * (4 if storage == "float32" else 1)
         for nprobe in (args.nprobe_list if storage == "float32" else [args.nprobe_list[-1]]):
             index.nprobe = nprobe
-
-            def search_ivf(q):
-                return index.search(q, K)[1]
-            row = dict(name=f"{name} nprobe {nprobe}", nprobe=nprobe, storage=storage,
-                       faiss_ivf=True,
-                       bytes=len(rows) * per_row + centroids.nbytes, build=build,
-                       recall=recall(search_ivf(queries), truth))
-            row["p50_1"], row["p99_1"] = latency(search_ivf, queries, 1, args.repeats)
-            row["p50_64"], row["p99_64"] = latency(search_ivf, queries, 64, args.batch_repeats)
-            out.append(row)
+            out.append(measured(args, lambda q: index.search(q, K)[1], queries, truth,
+                                name=f"{name} nprobe {nprobe}", nprobe=nprobe, storage=storage,
+                                faiss_ivf=True, bytes=len(rows) * per_row + centroids.nbytes,
+                                build=build))
         index = None
         gc.collect()
     return out
