@@ -121,7 +121,11 @@ def test_two_workers_match_each_other_and_one_process(tmp_path):
     diff = max(float(np.abs(a - b).max()) for a, b in zip(w0, one))
     moved = max(float(np.abs(a - b).max())
                 for a, b in zip(one, _weights(tmp_path / "ref" / "init.npz")))
-    # one process with the same global batch: float32 summation order only (measured 2e-5
-    # of a 0.25 move); a loss not divided by the replica count, unsynchronised BN or workers
-    # reading the same half of the data would differ by the order of the move itself
-    assert moved > 1e-2 and diff < 1e-3 * moved, (diff, moved)
+    # one process with the same global batch: float32 rounding only, amplified by a CPU-dependent
+    # amount in the text branch (most likely synchronized BN's E[x²]−E[x]² over padded features)
+    # (measured 2e-5 of a 0.25 move on one CPU, 7e-3 of a 0.2 move on an AVX-512 AMD EPYC; the
+    # image branch agrees to 1e-7). The bugs this guards against land far outside 5e-2: weight
+    # decay added once per worker differs by 0.42 of the move (measured), a loss not divided by
+    # the replica count or workers reading the same half of the data by the move itself, and
+    # unsynchronised BN makes the two workers' weights differ (checked above)
+    assert moved > 1e-2 and diff < 5e-2 * moved, (diff, moved)
