@@ -369,6 +369,14 @@ def test_index_from_shards_then_add_and_remove_encoding_nothing(indexed, tmp_pat
     assert [r[0].decode() for r in out["ids"].numpy()] == new_ids
     np.testing.assert_allclose(out["scores"].numpy()[:, 0], 1.0, atol=1e-5)
     assert t2i["index_info"]()["max_k"].numpy() == 20
+    # version 3 with a recall target: version 1's --nprobe=3 gives way, nprobe is chosen again
+    result = publish.update_index(config, d["dual"], d["vocab"], exports, [], [new_ids[2]],
+                                  target_recall=0.05, log=lambda s: None)
+    v3 = tf.saved_model.load(os.path.join(exports, "text_to_image", "3")).signatures
+    assert result["version"] == 3 and v3["index_info"]()["nprobe"].numpy() < 3
+    options = gallery_index.read_gallery(os.path.join(exports, "text_to_image", "3"))[
+        "header"]["index_options"]
+    assert options["target_recall"] == 0.05 and "nprobe" not in options
 
     with pytest.raises(ValueError, match="already in the index: new-a"):
         publish.update_index(config, d["dual"], d["vocab"], exports, [added], [],
@@ -381,7 +389,7 @@ def test_index_from_shards_then_add_and_remove_encoding_nothing(indexed, tmp_pat
     with pytest.raises(ValueError, match="another encoder"):
         publish.update_index(config, d["dual"], d["vocab"], exports, [other], [],
                              log=lambda s: None)
-    assert layout.existing_versions(os.path.join(exports, "text_to_image")) == [1, 2]
+    assert layout.existing_versions(os.path.join(exports, "text_to_image")) == [1, 2, 3]
 
 
 # ----------------------------------------------------------------------------- end to end

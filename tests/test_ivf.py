@@ -215,8 +215,15 @@ def test_errors_from_the_loaded_signatures(saved):
                            match=rf"nprobe = {nprobe} is outside the allowed range 0..40 \(the "
                                  r"lists of this index; 0: its own, 2\)"):
             twin(embedding=query, **args, nprobe=tf.constant(nprobe))
-    assert "search_nprobe" in signatures and "nprobe" in \
-        signatures["search_nprobe"].structured_input_signature[1]
+    # the text/image twin forwards nprobe too (here the query is an embedding as well)
+    search = signatures["search_nprobe"]
+    (query_input,) = set(search.structured_input_signature[1]) - {*args, "nprobe"}
+    every = search(**{query_input: query}, **args, nprobe=tf.constant(40))
+    np.testing.assert_allclose(every["scores"].numpy(), want, atol=ATOL)
+    assert not np.allclose(search(**{query_input: query}, **args, nprobe=tf.constant(1))[
+        "scores"].numpy(), want, atol=ATOL)  # one list of 40 misses some of the true top 5
+    with pytest.raises(tf.errors.InvalidArgumentError, match="nprobe = 41 is outside"):
+        search(**{query_input: query}, **args, nprobe=tf.constant(41))
 
 
 def test_saved_gallery_reads_back_and_lives_in_variables(saved):
@@ -304,6 +311,43 @@ def test_nprobe_is_chosen_for_the_target_recall_on_the_queries_given():
     assert rows.tuning_queries.shape == (0, DIM)
     fixed = EmbeddingIndex(GALLERY, IDS, index="ivf", lists=lists, nprobe=40).index
     assert (fixed.nprobe, fixed.expected_recall) == (40, 1.0)
+
+
+def served_recall(module, queries, gallery, nprobe=0):
+    """recall@10 of the index's own search (nprobe 0: the index's) against exact float32."""
+    found = decoded(search(module, nprobe=nprobe, queries=queries)["ids"])
+    truth = brute_force(queries, gallery, 10)[0]
+    return np.mean([len(set(f) & {IDS[t] for t in row}) / 10 for f, row in zip(found, truth)])
+
+
+@pytest.mark.parametrize("storage", ["int8", "float16"])
+def test_quantised_rows_reach_the_target_recall_they_report(storage):
+    """float16 / int8 rows move scores, and so some true neighbours out of the top 10: the
+    index reports the recall of its rows as stored and probes more lists until it reaches the
+    target (tight clusters: int8 loses recall at float32's choice of nprobe here)."""
+    gallery, queries = clustered(SIZE, noise=0.05), clustered(40, seed=1, noise=0.05)
+    lists = ivf.build_lists(gallery, 40, seed=0)
+    float32_choice = ivf.nprobe_for_recall(ivf.probes_needed(gallery, lists, queries), 0.9)[0]
+    module = EmbeddingIndex(gallery, IDS, index="ivf", lists=lists, storage=storage,
+                            target_recall=0.9, tuning_queries=queries)
+    index = module.index
+    assert index.expected_recall == pytest.approx(served_recall(module, queries, gallery),
+                                                  abs=1e-9)
+    assert index.expected_recall >= 0.9
+    if storage == "int8":
+        assert index.nprobe > float32_choice  # measured: 13 against 11
+        assert served_recall(module, queries, gallery, index.nprobe - 1) < 0.9
+    else:
+        assert index.nprobe == float32_choice
+
+
+def test_the_queries_given_are_kept_by_exact_indexes_too_and_a_target_checked():
+    """An exact version N keeps the tuning queries, so an IVF version N+1 grown from it chooses
+    nprobe on them, not on gallery rows (an easier recall)."""
+    exact = EmbeddingIndex(GALLERY, IDS, index="exact", tuning_queries=QUERIES).index
+    np.testing.assert_array_equal(exact.tuning_queries.numpy(), QUERIES)
+    with pytest.raises(ValueError, match=r"target recall must be in \(0, 1\], got 0"):
+        EmbeddingIndex(GALLERY, IDS, index="ivf", nlist=40, target_recall=0)
 
 
 # --- the list scan itself (ivf.probe) against NumPy, on scores that are exact in float32 --------

@@ -47,7 +47,9 @@ flags.DEFINE_integer("nprobe", None, "IVF lists scanned per query (default: the 
 flags.DEFINE_float("target_recall", None, "Recall@10 against exact search that an IVF index's "
                    "nprobe is chosen for (default 0.95), measured at build time on the other "
                    "modality's embeddings when both indexes are built together, else on gallery "
-                   "rows.", lower_bound=0.0, upper_bound=1.0)
+                   "rows; float16 and int8 rows as stored.", lower_bound=0.0, upper_bound=1.0)
+flags.register_validator("target_recall", lambda v: v is None or v > 0,
+                         "--target_recall must be above 0 (and at most 1)")
 flags.DEFINE_integer("version", None, "Version number to write; default: 1 + largest existing.")
 flags.DEFINE_string("caption_split", None,
                     "Split whose captions form image_to_text's gallery (default: the gallery's).")

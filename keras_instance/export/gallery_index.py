@@ -8,7 +8,7 @@ a new version is built from an old one without encoding anything again.
 Search is exact (one matmul over every row, `ivf.all_scores`) or IVF (`ivf.probe`); `--index=auto`
 picks exact below `EXACT_BELOW` rows. Why 50,000: exact search over 50k x 256 float32 takes about
 5 ms per query on the 2-core Xeon (22 ms at 200k, measured), already interactive, while IVF costs
-recall, a k-means at build time and, for batches, a loop over queries.
+recall and, at build time, a k-means and an exact search of the tuning queries.
 
 Restrictions (`tag`, `ids`) make a mask over the rows. With few allowed rows, probing lists would
 find few of them, so the allowed rows are scanned exactly instead whenever there are at most
@@ -50,27 +50,46 @@ def default_nprobe(nlist: int) -> int:
     return max(1, min(nlist, max(8, int(round(nlist / 32)))))
 
 
-def choose_nprobe(embeddings: np.ndarray, lists: ivf.InvertedLists, nprobe: int | None,
-                  target: float | None, queries: np.ndarray | None = None,
-                  seed: int = 0) -> tuple[int, float, str, np.ndarray]:
-    """(nprobe, its recall@10 against exact search, on what, the queries given that were used):
-    `nprobe` if given, else the fewest lists per query whose recall reaches `target`, else
-    `default_nprobe`. Recall is measured on up to `TUNING_QUERIES` of `queries` (e.g. the
-    other modality's embeddings: real cross-modal queries) or, without them, of the gallery
-    rows, whose recall is higher than cross-modal queries see (a row finds itself first)."""
+def tuning_sample(embeddings: np.ndarray, queries: np.ndarray | None,
+                  seed: int = 0) -> tuple[np.ndarray, str, np.ndarray]:
+    """(up to `TUNING_QUERIES` queries to choose nprobe on, what they are, those to keep for
+    version N+1): a sample of `queries` (e.g. the other modality's embeddings: real cross-modal
+    queries) or, without them, of the gallery rows, whose recall is higher than cross-modal
+    queries see (a row finds itself first), and which version N+1 samples afresh."""
+    given = queries is not None and len(queries) > 0
+    source = queries if given else embeddings
     rng = np.random.default_rng(seed)
-    source = queries if queries is not None and len(queries) else embeddings
-    what = "queries given" if source is queries else "gallery rows as queries"
     pick = np.sort(rng.choice(len(source), min(len(source), TUNING_QUERIES), replace=False))
     used = np.asarray(source[pick], np.float32)
-    needed = ivf.probes_needed(embeddings, lists, used)
-    if nprobe is None and target:
+    what = f"{len(pick)} {'queries given' if given else 'gallery rows as queries'}"
+    return used, what, used if given else np.zeros([0, embeddings.shape[1]], np.float32)
+
+
+def choose_nprobe(embeddings: np.ndarray, lists: ivf.InvertedLists, nprobe: int | None,
+                  target: float | None, queries: np.ndarray, stored=None) -> tuple[int, float]:
+    """(nprobe, its recall@10 against exact float32 search on `queries`): `nprobe` if given,
+    else the fewest lists per query whose recall reaches `target`, else `default_nprobe`.
+    `stored` ((values, scale) of float16 or int8 rows, in list order): their recall is measured
+    with the served probe, and a chosen nprobe raised until it reaches the target (their
+    rounding moves some neighbours out of the top 10: about 0.005 at 1M int8 rows), up to 4x
+    the float32 choice."""
+    if target is not None and not 0 < target <= 1:
+        raise ValueError(f"target recall must be in (0, 1], got {target}")
+    truth = ivf.exact_top_k(queries, embeddings, 10)
+    needed = ivf.probes_needed(embeddings, lists, queries, truth=truth)
+    tuned = nprobe is None and target is not None
+    if tuned:
         nprobe, recall = ivf.nprobe_for_recall(needed, target)
     else:
         nprobe = min(lists.nlist, int(nprobe or default_nprobe(lists.nlist)))
         recall = float(np.mean(needed <= nprobe))
-    kept = used if source is queries else np.zeros([0, embeddings.shape[1]], np.float32)
-    return nprobe, recall, f"{len(pick)} {what}", kept
+    if stored is not None:
+        recall = ivf.probe_recall(*stored, lists, queries, truth, nprobe)
+        ceiling = min(lists.nlist, 4 * nprobe)
+        while tuned and recall < target and nprobe < ceiling:
+            nprobe = min(ceiling, nprobe + max(1, nprobe // 8))
+            recall = ivf.probe_recall(*stored, lists, queries, truth, nprobe)
+    return nprobe, recall
 
 
 def _id_hashes(ids) -> np.ndarray:
@@ -150,15 +169,16 @@ class GalleryIndex(tf.Module):
         elif lists is None:
             lists = ivf.build_lists(embeddings, nlist, seed)
         self.nlist = lists.nlist
-        self.nprobe, self.expected_recall, self.tuning = 1, 1.0, ""  # exact search
-        kept = np.zeros([0, dim], np.float32)
-        if self.kind == "ivf":
-            self.nprobe, self.expected_recall, self.tuning, kept = choose_nprobe(
-                embeddings, lists, nprobe, target_recall, tuning_queries, seed)
-        # the queries nprobe was chosen on, kept so that version N+1 chooses on the same ones
-        self.tuning_queries = _var(kept, "tuning_queries")
         order = lists.order
         self.rows, self.scale = _stored_rows(embeddings, order, storage)
+        used, self.tuning, kept = tuning_sample(embeddings, tuning_queries, seed)
+        self.nprobe, self.expected_recall = 1, 1.0  # exact search
+        if self.kind == "ivf":
+            self.nprobe, self.expected_recall = choose_nprobe(
+                embeddings, lists, nprobe, target_recall, used,
+                None if storage == "float32" else (self.rows, self.scale))
+        # the queries given, kept (exact indexes too) so that version N+1 chooses on them
+        self.tuning_queries = _var(kept, "tuning_queries")
         del embeddings
         self.row_order = _var(order, "row_order")        # storage position -> input position
         self.centroids = _var(lists.centroids, "centroids")

@@ -10,8 +10,9 @@ faiss need a custom op or server. IVF as faiss's IndexIVFFlat builds it, with th
   training, and rows go to the centroid of largest inner product (IndexFlatIP's assignment).
 * Rows are stored sorted by list (`InvertedLists.order`), each list a contiguous slice given by
   `offsets` (int64 [nlist + 1]).
-* A query scores the centroids, takes the top `nprobe` lists, scores their rows chunk by chunk
-  and takes the top k (`probe`).
+* A query scores the centroids, takes the top `nprobe` lists, scores their rows and takes the
+  top k (`probe`): one query's rows chunk by chunk, or, for a batch whose queries share lists,
+  each probed list once against all its queries.
 
 Storage (`quantize`): float32, float16 or int8 with one symmetric scale per row (the row's
 largest |value| maps to 127); rows are dequantised in the scoring, score = (q . int8 row) x scale.
@@ -25,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 STORAGES = ("float32", "float16", "int8")
-SCAN_CHUNK_BYTES = 2**21  # float32 rows per step of the list scan: stays in cache while scored
+SCAN_CHUNK_BYTES = 2**21  # bytes of rows, as scored (float32), per step of the by-query scan
 TRAIN_PER_LIST = 40       # k-means sample: rows per centroid (faiss warns below 39, caps at 256)
 KMEANS_ITERATIONS = 10    # faiss's IndexIVF trains its coarse quantizer with 10 iterations
 
@@ -106,13 +107,15 @@ def exact_top_k(queries: np.ndarray, rows: np.ndarray, k: int, chunk: int = 6553
 
 
 def probes_needed(rows: np.ndarray, lists: InvertedLists, queries: np.ndarray,
-                  k: int = 10) -> np.ndarray:
-    """[Q, k]: for each query's true top-k rows, how many lists a probe must scan to reach it
-    (1 + the rank of the row's list among the query's lists by centroid score, ties to the
-    lower list as tf.math.top_k). A probe scores every row of its lists exactly, so a true
-    neighbour is found iff its list is scanned: recall@k at nprobe p is mean(needed <= p),
-    for every p at once (float32 storage; int8 moves scores by about 1e-3)."""
-    truth = exact_top_k(queries, rows, k)
+                  k: int = 10, truth: np.ndarray | None = None) -> np.ndarray:
+    """[Q, k]: for each query's true top-k rows (`truth`, else `exact_top_k`), how many lists a
+    probe must scan to reach it (1 + the rank of the row's list among the query's lists by
+    centroid score, ties to the lower list as tf.math.top_k). A probe scores every row of its
+    lists exactly, so a true neighbour is found iff its list is scanned: recall@k at nprobe p
+    is mean(needed <= p), for every p at once, for float32 storage (float16 and int8 move
+    scores, and so the top k, a little: `probe_recall` measures them)."""
+    if truth is None:
+        truth = exact_top_k(queries, rows, k)
     list_of_row = np.empty(len(rows), np.int64)
     list_of_row[lists.order] = np.repeat(np.arange(lists.nlist), np.diff(lists.offsets))
     ranking = np.argsort(-(np.asarray(queries, np.float32) @ lists.centroids.T), axis=1,
@@ -127,8 +130,21 @@ def nprobe_for_recall(needed: np.ndarray, target: float) -> tuple[int, float]:
     if not 0 < target <= 1:
         raise ValueError(f"target recall must be in (0, 1], got {target}")
     flat = np.sort(needed.ravel())
-    nprobe = int(flat[max(0, math.ceil(target * len(flat)) - 1)])
+    # (1e-9: 0.56 x 5000 is 2800.0000000000005 in floating point, one rank too many)
+    nprobe = int(flat[max(0, math.ceil(target * len(flat) - 1e-9) - 1)])
     return nprobe, float(np.mean(needed <= nprobe))
+
+
+def probe_recall(values, scale, lists: InvertedLists, queries: np.ndarray, truth: np.ndarray,
+                 nprobe: int) -> float:
+    """recall@k of `probe` over the rows as stored (`values`, `scale`: quantised, in list order)
+    against `truth` ([Q, k] input row numbers, exact float32 search)."""
+    k = truth.shape[1]
+    positions = probe(tf.constant(queries, tf.float32), values, scale,
+                      tf.constant(lists.centroids), tf.constant(lists.offsets), nprobe, k)[0]
+    positions = positions.numpy()
+    found = np.where(positions >= 0, lists.order[np.maximum(positions, 0)], -1)
+    return float(np.mean([len(set(f) & set(t)) for f, t in zip(found, truth)]) / k)
 
 
 # --- storage ----------------------------------------------------------------------------------

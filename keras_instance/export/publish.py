@@ -265,7 +265,10 @@ def update_index(config: Config, dual: DualPath, vocab: tokenizer.Vocabulary, ex
             table = tables[model]
             stored = dict(old.header.get("index_options", {}))
             old_k = stored.pop("k", DEFAULT_K)
-            options = {**stored, **{n: v for n, v in index_options.items() if v is not None}}
+            given = {n: v for n, v in index_options.items() if v is not None}
+            if "target_recall" in given and "nprobe" not in given:
+                stored.pop("nprobe", None)  # a new target chooses nprobe again
+            options = {**stored, **given}
             result[model], result["k_" + model] = _save_index(
                 config, dual, vocab, release, model, table, k or old_k, options, log, queries)
             new = len(added[model].ids) if model in added else 0
