@@ -304,7 +304,9 @@ class SearchClient:
     def index_info(self, gallery_model: str | None = None, *, version: int | None = None,
                    label: str | None = None) -> dict:
         """What the index is (its `index_info` signature): {"index": "exact" | "ivf",
-        "storage", "size", "dim", "nlist", "nprobe", "max_k"} as Python values."""
+        "storage", "size", "dim", "nlist", "nprobe", "max_k", "expected_recall"} as Python
+        values (expected_recall: recall@10 at nprobe against exact search, measured at build
+        time; 1.0 for exact search)."""
         model = gallery_model or self.text_model
         self._signature(model, INDEX_INFO, version, label)
         outputs, _, _ = self._call(model, INDEX_INFO, {}, version, label)
@@ -350,6 +352,11 @@ class SearchClient:
             raise TypeError(f"k must be an integer, got {k!r:.40}")
         if not -2 ** 31 <= int(k) < 2 ** 31:
             raise ValueError(f"k = {k} does not fit an int32")
+        if nprobe is not None and (isinstance(nprobe, bool) or
+                                   not isinstance(nprobe, (int, np.integer))):
+            raise TypeError(f"nprobe must be an integer, got {nprobe!r:.40}")
+        if nprobe is not None and not -2 ** 31 <= int(nprobe) < 2 ** 31:
+            raise ValueError(f"nprobe = {nprobe} does not fit an int32")
         if tag is None:
             tag = ""
         id_list = string_list(ids if ids is not None else ())
@@ -369,8 +376,9 @@ class SearchClient:
             if name in names:
                 inputs[name] = value
             elif given:
-                why = (" (an exact index has none; an approximate one without it scans the "
-                       "lists its export set)" if name == "nprobe" else "")
+                why = (" (an exact index has none; an approximate index exported before "
+                       "2026-12-07 has none either: export it again with "
+                       "keras_instance.cli.index)" if name == "nprobe" else "")
                 raise UnsupportedError(f"model '{model}' signature '{signature_name}' has no "
                                        f"'{name}' input{why}")
         unknown = names - set(inputs)

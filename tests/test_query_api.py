@@ -444,6 +444,8 @@ def test_bad_requests_are_invalid_argument_with_the_servers_message(server):
         api.embedding_search([np.nan] * DIM)
     with pytest.raises(TypeError, match="list of strings"):
         api.text_search("x", ids="img01,img02")
+    with pytest.raises(TypeError, match="nprobe must be an integer, got 2.5"):
+        api.text_search("x", nprobe=2.5)  # not silently 2
 
 
 # ----------------------------------------------------------------------------- the program
