@@ -491,3 +491,17 @@ def test_an_old_cpu_recipe_run_is_resumed_by_its_flags_a_default_run_refused(tmp
     assert run_folder.stage_state(str(tmp_path), recipe, 1, 1) == "finished"
     with pytest.raises(run_folder.RunConflict, match="--crop_rule=side"):
         run_folder.stage_state(str(tmp_path), recipe.replace(crop_rule="area"), 1, 1)
+
+
+# --- item 6: the Flickr8k recipe's ranking loss -------------------------------------------------
+
+def test_flickr8k_ranks_with_the_authors_rankloss_its_finetune_variant_as_measured():
+    """Measured on val (docs/results.md): RankLoss's hardest of pool beats hardest in batch by
+    more than the seed spread, so the frozen recipe and its Stage I use it; the fine-tuning
+    recipe, which includes the same file, keeps the loss its results were measured with."""
+    for name in ("flickr8k", "flickr8k_stage1"):
+        assert (flag_value(name, "negatives"), flag_value(name, "margin")) == \
+            ("hardest_of_pool", "1.0"), name
+    for name in ("flickr8k_finetune", "flickr8k_finetune_stage1"):
+        assert (flag_value(name, "negatives"), flag_value(name, "margin")) == \
+            ("hardest_in_batch", "0.2"), name
