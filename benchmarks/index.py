@@ -133,10 +133,6 @@ def synthetic(n, dim, seed=0, **options):
     return Mixture(n, dim, **options).draw(n, seed)
 
 
-def recall(found, truth) -> float:
-    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)]))
-
-
 def latency(call, queries, batch, repeats):
     """(p50, p99) ms of `call` on `batch` queries, each call a different slice."""
     call(queries[:batch])
@@ -153,7 +149,7 @@ def latency(call, queries, batch, repeats):
 def measured(args, search, queries, truth, found=None, **row) -> dict:
     """A result row: recall@10 of `search` (queries -> ids [N, K]; `found`: its answers already
     computed) and its p50/p99 latency for 1 and for 64 queries."""
-    row["recall"] = recall(search(queries) if found is None else found, truth)
+    row["recall"] = ivf.recall_at_k(search(queries) if found is None else found, truth)
     row["p50_1"], row["p99_1"] = latency(search, queries, 1, args.repeats)
     row["p50_64"], row["p99_64"] = latency(search, queries, 64, args.batch_repeats)
     return row
@@ -231,7 +227,7 @@ def target_nprobe(index, queries, truth, target: float) -> tuple[int, float]:
 
     def at(nprobe):
         index.nprobe = nprobe
-        return recall(index.search(queries, K)[1], truth)
+        return ivf.recall_at_k(index.search(queries, K)[1], truth)
     low, high = 0, 1
     while high < nlist and at(high) < target:
         low, high = high, min(nlist, high * 2)

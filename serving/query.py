@@ -161,6 +161,15 @@ def as_vectors(vectors) -> np.ndarray:
     return array
 
 
+def _check_int32(name: str, value) -> None:
+    """TypeError unless `value` is an integer (not a bool or float: 2.5 is not sent as 2),
+    ValueError unless it fits an int32; the server checks its range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r:.40}")
+    if not -2 ** 31 <= int(value) < 2 ** 31:
+        raise ValueError(f"{name} = {value} does not fit an int32")
+
+
 def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -348,15 +357,9 @@ class SearchClient:
             signature_name, signature = with_nprobe, signatures[with_nprobe]
         if k is None:
             k = self._default_k(model, signatures, version, label)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an integer, got {k!r:.40}")
-        if not -2 ** 31 <= int(k) < 2 ** 31:
-            raise ValueError(f"k = {k} does not fit an int32")
-        if nprobe is not None and (isinstance(nprobe, bool) or
-                                   not isinstance(nprobe, (int, np.integer))):
-            raise TypeError(f"nprobe must be an integer, got {nprobe!r:.40}")
-        if nprobe is not None and not -2 ** 31 <= int(nprobe) < 2 ** 31:
-            raise ValueError(f"nprobe = {nprobe} does not fit an int32")
+        _check_int32("k", k)
+        if nprobe is not None:
+            _check_int32("nprobe", nprobe)
         if tag is None:
             tag = ""
         id_list = string_list(ids if ids is not None else ())

@@ -73,8 +73,8 @@ def choose_nprobe(embeddings: np.ndarray, lists: ivf.InvertedLists, nprobe: int 
     with the served probe, and a chosen nprobe raised until it reaches the target (their
     rounding moves some neighbours out of the top 10: about 0.005 at 1M int8 rows), up to 4x
     the float32 choice."""
-    if target is not None and not 0 < target <= 1:
-        raise ValueError(f"target recall must be in (0, 1], got {target}")
+    if target is not None:
+        ivf.check_target(target)
     truth = ivf.exact_top_k(queries, embeddings, 10)
     needed = ivf.probes_needed(embeddings, lists, queries, truth=truth)
     tuned = nprobe is None and target is not None

@@ -125,10 +125,19 @@ def probes_needed(rows: np.ndarray, lists: InvertedLists, queries: np.ndarray,
     return np.take_along_axis(rank, list_of_row[truth], axis=1) + 1
 
 
-def nprobe_for_recall(needed: np.ndarray, target: float) -> tuple[int, float]:
-    """The smallest nprobe whose recall (`probes_needed`) reaches `target`, and that recall."""
+def check_target(target: float) -> None:
     if not 0 < target <= 1:
         raise ValueError(f"target recall must be in (0, 1], got {target}")
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row of `truth` [Q, k] found in the same row of `found` [Q, k]."""
+    return float(np.mean([len(set(f) & set(t)) for f, t in zip(found, truth)]) / truth.shape[1])
+
+
+def nprobe_for_recall(needed: np.ndarray, target: float) -> tuple[int, float]:
+    """The smallest nprobe whose recall (`probes_needed`) reaches `target`, and that recall."""
+    check_target(target)
     flat = np.sort(needed.ravel())
     # (1e-9: 0.56 x 5000 is 2800.0000000000005 in floating point, one rank too many)
     nprobe = int(flat[max(0, math.ceil(target * len(flat) - 1e-9) - 1)])
@@ -139,12 +148,10 @@ def probe_recall(values, scale, lists: InvertedLists, queries: np.ndarray, truth
                  nprobe: int) -> float:
     """recall@k of `probe` over the rows as stored (`values`, `scale`: quantised, in list order)
     against `truth` ([Q, k] input row numbers, exact float32 search)."""
-    k = truth.shape[1]
     positions = probe(tf.constant(queries, tf.float32), values, scale,
-                      tf.constant(lists.centroids), tf.constant(lists.offsets), nprobe, k)[0]
-    positions = positions.numpy()
-    found = np.where(positions >= 0, lists.order[np.maximum(positions, 0)], -1)
-    return float(np.mean([len(set(f) & set(t)) for f, t in zip(found, truth)]) / k)
+                      tf.constant(lists.centroids), tf.constant(lists.offsets), nprobe,
+                      truth.shape[1])[0].numpy()
+    return recall_at_k(np.where(positions >= 0, lists.order[np.maximum(positions, 0)], -1), truth)
 
 
 # --- storage ----------------------------------------------------------------------------------
