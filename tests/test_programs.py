@@ -36,6 +36,14 @@ def test_bad_flags_get_clear_errors(tmp_path, flag, message):
     assert message in proc.stderr + proc.stdout
 
 
+def test_index_refuses_a_zero_recall_target(tmp_path):
+    """0 would silently fall back to the default nprobe rule; refused before anything runs."""
+    proc = run("keras_instance.cli.index", f"--workdir={tmp_path}", "--target_recall=0",
+               check=False)
+    assert proc.returncode != 0
+    assert "--target_recall must be above 0" in proc.stderr + proc.stdout
+
+
 def test_missing_dataset_is_named(tmp_path):
     proc = run("keras_instance.cli.train", *TINY, "--dataset=flickr8k",
                f"--data_dir={tmp_path / 'nowhere'}", f"--workdir={tmp_path / 'run'}", check=False)
