@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/index.py --dims= --shards=IMAGE_SHARDS,CAPTION_SHARDS  # real only
     .venv/bin/python benchmarks/index.py --copy_on_read  # dense reads after a gather on a variable
     .venv/bin/python benchmarks/index.py --read_rates    # GB/s of one thread: TF, faiss, NumPy
+    .venv/bin/python benchmarks/index.py --scans         # ivf.probe's two scans, side by side
 
 Synthetic galleries (`Mixture`): clustered rows on a low-dimensional manifold, whose recall@10
 against the share of lists probed follows real embeddings (the Flickr8k recipe's text->image:
@@ -78,6 +79,9 @@ def parse_args():
     p.add_argument("--tmp", default=None, help="where the SavedModels go (default: $TMPDIR)")
     p.add_argument("--read_rates", action="store_true",
                    help="only: GB/s of one thread scoring stored rows: TF's matvec, faiss, NumPy")
+    p.add_argument("--scans", action="store_true",
+                   help="only: ivf.probe's scans (by query, by list, the default "
+                        "choice) on the synthetic galleries at the target nprobe, 1/8/64 queries")
     p.add_argument("--copy_on_read", action="store_true",
                    help="only: a dense read of a 400k x 256 variable before and after a gather "
                         "on it, and exact search of a GalleryIndex before and after embedding_of")
@@ -367,6 +371,35 @@ def read_rates(n=1_000_000, dim=256, rows_per_step=16_384):
               f"{n:,} x {dim} float32, one thread)")
 
 
+def compare_scans(args, dim, repeats=(30, 12, 6), batches=(1, 8, 64)):
+    """p50 ms of ivf.probe (a tf.function, float32 rows) by each scan, called in turn on the same
+    queries, at the nprobe whose recall@10 reaches the target (ivf.probes_needed)."""
+    mixture = Mixture(args.size, dim, args.latent, args.spread, args.ambient)
+    rows, queries = mixture.draw(args.size, seed=0), mixture.draw(512, seed=1)
+    nlist = max(1, int(round(args.nlist_scale.get(dim, 4.0) * np.sqrt(len(rows)))))
+    lists = ivf.build_lists(rows, nlist)
+    nprobe, recall = ivf.nprobe_for_recall(ivf.probes_needed(rows, lists, queries[:200], K),
+                                           args.target_recall)
+    stored = [tf.constant(x) for x in (rows[lists.order], np.ones(len(rows), np.float32),
+                                       lists.centroids, lists.offsets)]
+    del rows
+    print(f"synthetic {args.size:,} x {dim}, {nlist} lists, nprobe {nprobe} (recall@10 "
+          f"{recall:.3f}); p50 ms, and / the default's", flush=True)
+    calls = {scan or "default": tf.function(
+        lambda q, scan=scan: ivf.probe(q, *stored, nprobe, K, scan=scan)[0],
+        input_signature=[tf.TensorSpec([None, dim])]) for scan in ("query", "list", None)}
+    for batch, times in zip(batches, repeats):
+        taken = {name: [] for name in calls}
+        for r in range(times + 1):  # in turn, on the same queries; the first call is a warm-up
+            q = queries[(r * batch) % 448:][:batch]
+            for name, call in calls.items():
+                taken[name].append(_timed(lambda: call(q).numpy()))
+        p50 = {name: float(np.median(t[1:])) * 1000 for name, t in taken.items()}
+        print(f"  {batch:2d} queries: " + ", ".join(
+            f"{name} {ms:.2f} ({ms / p50['default']:.2f})" for name, ms in p50.items()),
+            flush=True)
+
+
 def _timed(call) -> float:
     t = time.perf_counter()
     call()
@@ -423,6 +456,10 @@ def main():
           flush=True)
     if args.copy_on_read or args.read_rates:
         copy_on_read() if args.copy_on_read else read_rates()
+        return
+    if args.scans:
+        for dim in args.dims:
+            compare_scans(args, dim)
         return
     try:
         for dim in args.dims:

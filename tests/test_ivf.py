@@ -384,8 +384,8 @@ SCAN_LISTS = ivf.build_lists(SCAN_ROWS, 25, seed=0)
 
 
 @pytest.mark.parametrize("storage", ivf.STORAGES)
-@pytest.mark.parametrize("chunk, by_list", [(None, False), (7, False), (None, True)])
-def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk, by_list):
+@pytest.mark.parametrize("chunk, scan", [(None, "query"), (7, "query"), (None, "list")])
+def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk, scan):
     """Both scans: by query (one chunk per query, or 7-row chunks across list borders) and by
     list (each probed list once for all its queries)."""
     values, scale = ivf.quantize(SCAN_ROWS[SCAN_LISTS.order], storage)
@@ -397,10 +397,10 @@ def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk, by_list):
     stored = [tf.constant(x) for x in (values, scale, centroids, offsets)]
     specs = [tf.TensorSpec([None, DIM]), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
     probe = tf.function(lambda q, nprobe, k: ivf.probe(q, *stored, nprobe, k, chunk=chunk,
-                                                       by_list=by_list),
+                                                       scan=scan),
                         input_signature=specs)
     masked = tf.function(lambda q, nprobe, k, mask: ivf.probe(q, *stored, nprobe, k, mask,
-                                                              chunk=chunk, by_list=by_list),
+                                                              chunk=chunk, scan=scan),
                          input_signature=specs + [tf.TensorSpec([len(values)], tf.bool)])
     for nprobe, k, mask in ((1, 60, None), (3, 10, None), (25, 10, None), (4, 10, allowed),
                             (25, 10, few), (2, 100, few)):
@@ -421,6 +421,6 @@ def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk, by_list):
                                            np.concatenate([offsets, offsets[-1:]]))]
     queries = np.concatenate([SCAN_QUERIES[:2], away]).astype(np.float32)
     found, best = ivf.probe(tf.constant(queries), *with_empty, 1, 5, chunk=chunk,
-                            by_list=by_list)
+                            scan=scan)
     assert (found.numpy()[2] == -1).all() and np.isneginf(best.numpy()[2]).all()
     assert (found.numpy()[:2] >= 0).all()

@@ -25,8 +25,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_instance.export import ivf_scans
+
 STORAGES = ("float32", "float16", "int8")
-SCAN_CHUNK_BYTES = 2**21  # bytes of rows, as scored (float32), per step of the by-query scan
 TRAIN_PER_LIST = 40       # k-means sample: rows per centroid (faiss warns below 39, caps at 256)
 KMEANS_ITERATIONS = 10    # faiss's IndexIVF trains its coarse quantizer with 10 iterations
 
@@ -191,25 +192,18 @@ def dense_value(variable) -> tf.Tensor:
     return tf.convert_to_tensor(variable)
 
 
-def chunk_rows(dim: int) -> int:
-    """Rows per step of the list scan: about `SCAN_CHUNK_BYTES` of rows as scored (float32,
-    whatever the storage: int8 and float16 rows are cast before the matmul)."""
-    return max(64, SCAN_CHUNK_BYTES // (int(dim) * 4))
-
-
 def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.Tensor,
           offsets: tf.Tensor, nprobe, k, allowed: tf.Tensor | None = None,
-          chunk: int | None = None, by_list=None):
+          chunk: int | None = None, scan: str | None = None):
     """IVF top-k: (positions int64 [N, k], scores [N, k]), -1 / -inf past the candidates found.
 
     Each query's candidates are the rows of its `nprobe` best lists, in increasing storage order
     (lists are contiguous slices: a union of ranges, tf.ragged.range), so equal scores go to the
-    lower position as in exact search. They are scored one of two ways, with equal results:
-    `_scan_by_query` (each query's candidates gathered chunk by chunk) or `_scan_by_list` (each
-    probed list read once for all the queries that probe it). `by_list` picks (default: by list
-    when the batch makes at least nlist / 2 probes in all, so that its queries share lists; on
-    1M x 256 rows, 4,000 lists, AMD EPYC: one query up to 2x faster by query, 64 queries
-    1.3-4x faster by list, the more so the more lists they probe).
+    lower position as in exact search. They are scored one of two ways, with equal results
+    (`ivf_scans`): by query (each query's candidates gathered chunk by chunk) or by list (each
+    probed list read once for all the queries that probe it). `scan` picks ("query", "list";
+    default: by list when the batch makes at least nlist / 2 probes in all, so that its queries
+    share lists: `benchmarks/index.py --scans` times both and the default side by side).
     `allowed` (bool [G], optional) drops rows outside a restriction."""
     values, scale, offsets = (dense_value(x) for x in (values, scale, offsets))
     nlist = tf.shape(centroids)[0]
@@ -220,13 +214,18 @@ def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.T
     lengths = tf.reduce_sum(ends - starts, axis=1)                      # [N] candidates
     positions = tf.ragged.range(tf.reshape(starts, [-1]), tf.reshape(ends, [-1])).flat_values
     first = tf.cumsum(lengths, exclusive=True)                          # query q's first
-    if by_list is None:
+    dim = int(values.shape[1])
+    scans = {
+        "query": lambda: ivf_scans.by_query(query, values, scale, positions, lengths, first,
+                                            int(chunk or ivf_scans.chunk_rows(dim))),
+        "list": lambda: ivf_scans.by_list(query, values, scale, offsets, lists, starts, ends)}
+    if scan not in (None, *scans):
+        raise ValueError(f"scan must be one of {', '.join(scans)} or None, got {scan!r}")
+    if scan is None:
         by_list = 2 * tf.shape(query)[0] * nprobe >= nlist
-    scores = tf.cond(
-        tf.convert_to_tensor(by_list),
-        lambda: _scan_by_list(query, values, scale, offsets, lists, starts, ends),
-        lambda: _scan_by_query(query, values, scale, positions, lengths, first,
-                               int(chunk or chunk_rows(values.shape[1]))))
+        scores = tf.cond(by_list, scans["list"], scans["query"])
+    else:
+        scores = scans[scan]()
     if allowed is not None:
         scores = tf.where(tf.gather(allowed, positions), scores, -np.inf)
     # one row per query: column j is its candidate first[q] + j; past its candidates, -inf
@@ -240,74 +239,9 @@ def probe(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor, centroids: tf.T
     return tf.gather(tf.concat([positions, [-1]], 0), at), best
 
 
-def _scored(queries: tf.Tensor, rows: tf.Tensor, row_scale) -> tf.Tensor:
-    """queries [Q, D] . stored rows [R, D] -> [Q, R], dequantised (`row_scale()`: int8's [R])."""
-    scores = tf.matmul(queries, tf.cast(rows, tf.float32), transpose_b=True)
-    return scores * row_scale() if rows.dtype == tf.int8 else scores
-
-
-def _scan_by_query(query, values, scale, positions, lengths, first, chunk: int) -> tf.Tensor:
-    """Scores [sum(lengths)] of every query's candidates, in `positions`' order: one while loop
-    over (query, chunk of `chunk` rows) pairs, two at a time. A chunk gathered from the gallery
-    stays in cache while it is scored, where gathering all of a query's candidates at once (tens
-    of MB at 1M rows) cost a second trip to memory and, past glibc's mmap threshold, fresh pages
-    on every call (benchmarks/index.py)."""
-    chunks = (lengths + chunk - 1) // chunk
-    chunk_starts = tf.cumsum(chunks, exclusive=True)
-    steps = tf.reduce_sum(chunks)
-    owner = tf.searchsorted(chunk_starts, tf.range(steps), side="right") - 1  # chunk -> query
-    begin = tf.gather(first, owner) + (tf.range(steps) - tf.gather(chunk_starts, owner)) * chunk
-    end = tf.minimum(begin + chunk, tf.gather(first + lengths, owner))
-
-    def scan(i, scores):
-        at = positions[begin[i]:end[i]]
-        s = _scored(query[owner[i]][tf.newaxis], tf.gather(values, at),
-                    lambda: tf.gather(scale, at))
-        return i + 1, scores.write(tf.cast(i, tf.int32), s[0])
-    scores = tf.TensorArray(tf.float32, size=tf.cast(steps, tf.int32), infer_shape=False,
-                            element_shape=[None])
-    _, scores = tf.while_loop(lambda i, _: i < steps, scan, (tf.constant(0, tf.int64), scores),
-                              parallel_iterations=2)
-    return scores.concat()
-
-
-def _scan_by_list(query, values, scale, offsets, lists, starts, ends) -> tf.Tensor:
-    """The same scores, one while loop over the distinct lists the batch probes: each list is a
-    slice of the stored rows (no copy), scored against all its queries in one matmul, so a list
-    probed by several queries of a batch is read once (a batch of 64 probing 1/16 of the lists
-    reads each about 4 times by query: benchmarks/index.py)."""
-    nprobe = tf.shape(lists)[1]
-    pairs = tf.reshape(lists, [-1])                             # pair p = (query p // nprobe)
-    order = tf.argsort(pairs, stable=True)                      # pairs grouped by list
-    grouped = tf.gather(pairs, order)
-    distinct, _, counts = tf.unique_with_counts(grouped)        # sorted, so in list order
-    group_start = tf.cumsum(counts, exclusive=True)
-    owners = tf.gather(query, order // nprobe)                  # each pair's query, grouped
-
-    def scan(i, scores):
-        lo, hi = offsets[distinct[i]], offsets[distinct[i] + 1]
-        s = _scored(owners[group_start[i]:group_start[i] + counts[i]], values[lo:hi],
-                    lambda: scale[lo:hi])
-        return i + 1, scores.write(i, tf.reshape(s, [-1]))     # [queries of the list, rows]
-    scores = tf.TensorArray(tf.float32, size=tf.size(distinct), infer_shape=False,
-                            element_shape=[None])
-    _, scores = tf.while_loop(lambda i, _: i < tf.size(distinct), scan, (0, scores),
-                              parallel_iterations=2)
-    scores = scores.concat()
-    # pair p's scores: block of its list, row of its rank among the list's queries
-    size = tf.gather(offsets, distinct + 1) - tf.gather(offsets, distinct)
-    block = tf.cumsum(tf.cast(counts, tf.int64) * size, exclusive=True)
-    group = tf.searchsorted(group_start, tf.range(tf.size(order)), side="right") - 1
-    rank = tf.cast(tf.range(tf.size(order)) - tf.gather(group_start, group), tf.int64)
-    begin_grouped = tf.gather(block, group) + rank * tf.gather(size, group)
-    begin = tf.scatter_nd(order[:, tf.newaxis], begin_grouped, tf.shape(order))
-    length = tf.reshape(ends - starts, [-1])
-    return tf.gather(scores, tf.ragged.range(begin, begin + length).flat_values)
-
-
 def all_scores(query: tf.Tensor, values: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
     """query [N, D] . every stored row -> [N, G] (exact search)."""
-    return _scored(query, values, lambda: scale)
+    return ivf_scans.scored(query, values, lambda: scale)
 
 
 def top_k_padded(scores: tf.Tensor, k) -> tuple[tf.Tensor, tf.Tensor]:
