@@ -424,3 +424,10 @@ def test_probe_equals_a_numpy_scan_of_the_probed_lists(storage, chunk, scan):
                             scan=scan)
     assert (found.numpy()[2] == -1).all() and np.isneginf(best.numpy()[2]).all()
     assert (found.numpy()[:2] >= 0).all()
+
+
+def test_probe_names_the_scans_it_knows():
+    stored = [tf.constant(x) for x in (SCAN_ROWS[SCAN_LISTS.order], np.ones(len(SCAN_ROWS),
+                                       np.float32), SCAN_LISTS.centroids, SCAN_LISTS.offsets)]
+    with pytest.raises(ValueError, match="scan must be one of query, list or None, got 'block'"):
+        ivf.probe(tf.constant(SCAN_QUERIES), *stored, 3, 10, scan="block")
