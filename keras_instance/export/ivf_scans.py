@@ -67,8 +67,9 @@ def by_list(query, values, scale, offsets, lists, starts, ends) -> tf.Tensor:
     group_start = tf.cumsum(counts, exclusive=True)
     owners = tf.gather(query, order // nprobe)                  # each pair's query, grouped
 
+    first_row, end_row = tf.gather(offsets, distinct), tf.gather(offsets, distinct + 1)
     # step i: rows lo:hi of list distinct[i], its queries a:b of owners
-    steps = tf.stack([tf.gather(offsets, distinct), tf.gather(offsets, distinct + 1),
+    steps = tf.stack([first_row, end_row,
                       tf.cast(group_start, tf.int64), tf.cast(group_start + counts, tf.int64)], 1)
 
     def scan(i, scores):
@@ -81,7 +82,7 @@ def by_list(query, values, scale, offsets, lists, starts, ends) -> tf.Tensor:
                               parallel_iterations=PARALLEL_STEPS)
     scores = scores.concat()
     # pair p's scores: block of its list, row of its rank among the list's queries
-    size = tf.gather(offsets, distinct + 1) - tf.gather(offsets, distinct)
+    size = end_row - first_row
     block = tf.cumsum(tf.cast(counts, tf.int64) * size, exclusive=True)
     group = tf.searchsorted(group_start, tf.range(tf.size(order)), side="right") - 1
     rank = tf.cast(tf.range(tf.size(order)) - tf.gather(group_start, group), tf.int64)
