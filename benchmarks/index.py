@@ -302,8 +302,13 @@ def print_table(title, rows, target):
         print(f"no IVF row reaches recall@10 {target}")
 
 
+def nlist_for(num_rows: int, scale: float) -> int:
+    """scale x sqrt(N) lists, at least 1, at most N (ivf.default_nlist is scale 4)."""
+    return max(1, min(num_rows, int(round(scale * np.sqrt(num_rows)))))
+
+
 def run_gallery(args, title, rows, queries, tmp, nlist_scale=4.0):
-    nlist = max(1, min(len(rows), int(round(nlist_scale * np.sqrt(len(rows))))))
+    nlist = nlist_for(len(rows), nlist_scale)
     print(f"{title}: nlist {nlist} ({nlist_scale:g} sqrt(N))", flush=True)
     t = time.perf_counter()
     truth = ivf.exact_top_k(queries, rows, K)
@@ -376,7 +381,7 @@ def compare_scans(args, dim, repeats=(30, 12, 6), batches=(1, 8, 64)):
     queries, at the nprobe whose recall@10 reaches the target (ivf.probes_needed)."""
     mixture = Mixture(args.size, dim, args.latent, args.spread, args.ambient)
     rows, queries = mixture.draw(args.size, seed=0), mixture.draw(512, seed=1)
-    nlist = max(1, int(round(args.nlist_scale.get(dim, 4.0) * np.sqrt(len(rows)))))
+    nlist = nlist_for(len(rows), args.nlist_scale.get(dim, 4.0))
     lists = ivf.build_lists(rows, nlist)
     nprobe, recall = ivf.nprobe_for_recall(ivf.probes_needed(rows, lists, queries[:200], K),
                                            args.target_recall)
