@@ -15,8 +15,6 @@ at batch 32) × the step time. Needs ../shared/data/flickr8k and the MobileNetV2
 """
 import argparse
 import os
-import platform
-import subprocess
 import time
 
 import keras
@@ -31,19 +29,15 @@ from keras_instance.model.dual_path import build_dual_path
 from keras_instance.text import tokenizer as text
 from keras_instance.training.step import InstanceTrainer
 
+try:
+    from machine import cpu_name
+except ImportError:  # run from another folder
+    from benchmarks.machine import cpu_name
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "..", "shared", "data", "flickr8k")
 WEIGHTS = os.path.join(ROOT, "..", "shared", "weights",
                        "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5")
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def real_batch(batch: int, config: Config):
@@ -98,8 +92,8 @@ def main():
     images, tokens, labels, vocab_size = real_batch(args.batch, config)
     steps_per_epoch = 6000 // args.batch
     print(f"Stage II step on Flickr8k batches (MobileNetV2 224 px, split at {args.layer}), "
-          f"batch {args.batch}, {args.steps} timed steps per setting; {os.cpu_count()} CPUs "
-          f"({cpu_name()}), TF {tf.__version__}")
+          f"batch {args.batch}, {args.steps} timed steps per setting; {cpu_name()}, "
+          f"TF {tf.__version__}")
     names = {"a": "(a) frozen backbone, Stage I feature cache",
              "b": f"(b) suffix from {args.layer} trains, prefix cache",
              "c": "(c) whole backbone trains, recomputed",

@@ -36,7 +36,6 @@ import argparse
 import gc
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 
@@ -46,6 +45,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_instance.export import ivf, served_indexes  # noqa: E402
+
+try:
+    from machine import cpu_name
+except ImportError:  # run from another folder
+    from benchmarks.machine import cpu_name
 
 K = 10
 # The synthetic galleries' mixture (class Mixture), set so that its recall@10 against nprobe / nlist
@@ -444,20 +448,10 @@ def copy_on_read(n=400_000, dim=256, repeats=10):
           f"embedding_of, {p50(lambda: search(query).numpy()):.2f} ms after")
 
 
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        name = "unknown CPU"
-    return f"{name}, {os.cpu_count()} cores"
-
-
 def main():
     args = parse_args()
     tmp = tempfile.mkdtemp(prefix="index_bench-", dir=args.tmp)
-    print(f"machine: {machine()}; load average before: {os.getloadavg()}; TF {tf.__version__}",
+    print(f"machine: {cpu_name()}; load average before: {os.getloadavg()}; TF {tf.__version__}",
           flush=True)
     if args.copy_on_read or args.read_rates:
         copy_on_read() if args.copy_on_read else read_rates()

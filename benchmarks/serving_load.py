@@ -54,22 +54,14 @@ import numpy as np  # noqa: E402
 
 from serving.standin_process import StandinProcess  # noqa: E402
 
+try:
+    from machine import cpu_name
+except ImportError:  # run from another folder
+    from benchmarks.machine import cpu_name
+
 TIE_ATOL = 1e-5
 LOAD_STYLES = {"shared": "one shared channel, a stub per thread",
                "per_thread": "one channel per thread"}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo, else platform), printed beside the figures."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def parse_args(argv=None):
@@ -444,7 +436,7 @@ def main(argv=None) -> int:
     cores = os.cpu_count()
     print("command: " + " ".join([os.path.relpath(sys.executable), *sys.argv]))
     print(f"keras-instance serving benchmark: {args.workdir} stage {stage}, D={dim}, k={args.k}; "
-          f"{cores} CPU cores ({cpu_model()}), TF {tf.__version__}, faiss {faiss.__version__} "
+          f"{cpu_name()}, TF {tf.__version__}, faiss {faiss.__version__} "
           f"({faiss.omp_get_max_threads()} OpenMP threads), devices "
           f"{[d.name for d in tf.config.list_logical_devices()]}")
     print(f"export + index (split:test, {exported['num_images']} images) {export_s:.0f} s; "
@@ -488,7 +480,7 @@ def main(argv=None) -> int:
           f"1-sentence text_to_image queries (gallery {loaded_gallery['num_images']:,} images"
           f", {loaded_gallery['describe']}; top-{loaded_gallery['k']})")
     print(f"   conditions: stand-in grpc_max_threads {args.server_threads}, TF threads default; "
-          f"{cores} CPU cores ({cpu_model()}) shared by clients and server")
+          f"{cpu_name()} shared by clients and server")
     print(f"   {'client style':40s}{'channels':>9s}{'served':>8s}{'req/s':>8s}{'p50 ms':>8s}"
           f"{'p99 ms':>8s}{'errors':>7s}")
     for style, (served, load_s, load_ms, errors) in loads.items():

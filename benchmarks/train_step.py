@@ -29,9 +29,9 @@ from keras_instance.training.precision import DtypePolicy, cpu_has_amx  # noqa: 
 from keras_instance.training.step import InstanceTrainer  # noqa: E402
 
 try:
-    from finetune import cpu_name
+    from machine import cpu_name
 except ImportError:  # run from another folder
-    from benchmarks.finetune import cpu_name
+    from benchmarks.machine import cpu_name
 
 
 # --text_cnn rows: (name, text settings); the first is the Flickr8k recipe's text CNN
