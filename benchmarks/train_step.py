@@ -9,6 +9,9 @@ mixed_bfloat16 against float32 with and without XLA (what --precision=auto decid
 `distribute.make_strategy` picks when there is no GPU and no --num_cpu_replicas.
 `--text_cnn` instead times the text CNN's share (XLA, sync BN): the authors' layout at the
 Flickr8k recipe's widths against the v1 layout and narrower or shallower CNNs (existing flags).
+`--negatives` times Stage II's ranking negatives (XLA, sync BN): VSE++'s hardest in batch
+against the authors' hardest of a caption pool (each step encodes the pool) at several pool
+sizes (`--negative_pool`), the first pool row being the Flickr8k recipe's.
 Prints the CPU model, steps/s, process CPU time per step (steadier than wall time on a shared
 machine) and the ratios to the first row.
 """
@@ -42,16 +45,31 @@ TEXT_CNNS = [("authors layout, 128..512 (flickr8k)", {}),
               {"text_widths": (128, 256, 512), "text_blocks": (1, 1, 1)})]
 
 
+# --negatives rows: (name, negatives, margin, pool size); the first pool row is the recipe's
+NEGATIVES = [("hardest_in_batch (margin 0.2)", "hardest_in_batch", 0.2, 0),
+             ("hardest_of_pool, pool 256 (flickr8k)", "hardest_of_pool", 1.0, 256),
+             ("hardest_of_pool, pool 128", "hardest_of_pool", 1.0, 128),
+             ("hardest_of_pool, pool 64", "hardest_of_pool", 1.0, 64)]
+
+
 def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000, strategy=None,
-            policy="float32", text=None):
-    """(steps/s, process CPU ms per step) of `steps` timed steps after a traced warm-up."""
+            policy="float32", text=None, negatives=("hardest_in_batch", 0.2, 0)):
+    """(steps/s, process CPU ms per step) of `steps` timed steps after a traced warm-up.
+
+    `negatives` = (mode, margin, pool size): with a pool, each example carries pool/batch
+    random captions, as `data.pipeline.train_dataset` spreads them."""
+    mode, margin, pool = negatives
     with (strategy or tf.distribute.get_strategy()).scope(), DtypePolicy(policy):
-        trainer, feature_dim = _trainer(sync_bn, jit, classes, vocab, text)
+        trainer, feature_dim = _trainer(sync_bn, jit, classes, vocab, text, mode, margin)
     rng = np.random.default_rng(0)
     n = batch * steps
     x = {"image_features": rng.normal(size=(n, feature_dim)).astype("float32"),
          "tokens": rng.integers(1, vocab, (n, 32)).astype("int32")}
     y = rng.integers(0, classes, n).astype("int32")
+    if pool:
+        per_example = -(-pool // batch)
+        x["pool_tokens"] = rng.integers(1, vocab, (n, per_example, 32)).astype("int32")
+        x["pool_labels"] = rng.integers(0, classes, (n, per_example)).astype("int32")
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
     # trace / compile on an uncached copy: a partly read cache() makes TF print a warning
     trainer.fit(ds.take(3), epochs=1, verbose=0, shuffle=False)
@@ -61,7 +79,8 @@ def measure(sync_bn, jit, batch, steps, classes=6000, vocab=5000, strategy=None,
     return steps / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / steps
 
 
-def _trainer(sync_bn, jit, classes, vocab, text=None):
+def _trainer(sync_bn, jit, classes, vocab, text=None, negatives="hardest_in_batch",
+             margin=0.2):
     settings = dict(backbone="tiny_cnn", test_geometry="squash", backbone_weights=None,
                     image_size=32, embed_dim=1024, image_head_units=(1024,),
                     text_widths=(128, 256, 256, 512), text_blocks=(1, 1, 1, 1), word_dim=300,
@@ -71,7 +90,7 @@ def _trainer(sync_bn, jit, classes, vocab, text=None):
     dual.backbone.trainable = False
     feature_dim = dual.feature_dim  # tiny_cnn stands in: only its output size matters here
     trainer = InstanceTrainer(dual, image_input="image_features", loss_weights=(2.0, 1.0, 0.1),
-                              margin=0.2, lr_multipliers={"new": 1.0})
+                              margin=margin, negatives=negatives, lr_multipliers={"new": 1.0})
     trainer.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
                     jit_compile=jit)
     return trainer, feature_dim
@@ -83,6 +102,9 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--text_cnn", action="store_true",
                         help="time text CNN variants (XLA, sync BN) instead of the step options")
+    parser.add_argument("--negatives", action="store_true",
+                        help="time Stage II's ranking negatives (XLA, sync BN): in batch, and "
+                             "hardest of pools of 256, 128, 64 captions")
     args = parser.parse_args()
     gpu = bool(tf.config.list_logical_devices("GPU"))
     mixed = "mixed_float16" if gpu else "mixed_bfloat16"
@@ -95,16 +117,19 @@ def main():
     if not gpu:  # with a GPU, mirrored spans it instead
         rows.append(("sync BN, XLA, MirroredStrategy on 1 CPU", True, True,
                      tf.distribute.MirroredStrategy(["/cpu:0"]), "float32"))
-    rows = [(name, *row, None) for name, *row in rows]
+    rows = [(name, *row, None, NEGATIVES[0][1:]) for name, *row in rows]
     if args.text_cnn:
-        rows = [(name, True, True, None, "float32", text) for name, text in TEXT_CNNS]
+        rows = [(name, True, True, None, "float32", text, NEGATIVES[0][1:])
+                for name, text in TEXT_CNNS]
+    if args.negatives:
+        rows = [(name, True, True, None, "float32", None, row) for name, *row in NEGATIVES]
     base = None
     print(f"batch {args.batch}, {args.steps} timed steps, devices: "
           f"{[d.name for d in tf.config.list_logical_devices()]}, CPU: {cpu_name()} "
           f"(AMX: {'yes' if cpu_has_amx() else 'no'})")
-    for name, sync_bn, jit, strategy, policy, text in rows:
+    for name, sync_bn, jit, strategy, policy, text, negatives in rows:
         rate, cpu_ms = measure(sync_bn, jit, args.batch, args.steps, strategy=strategy,
-                               policy=policy, text=text)
+                               policy=policy, text=text, negatives=negatives)
         base = base or (rate, cpu_ms)
         print(f"{name:40s} {rate:7.2f} steps/s  {args.batch * rate:8.1f} examples/s  "
               f"×{rate / base[0]:.2f}   {cpu_ms:6.0f} CPU ms/step  ×{cpu_ms / base[1]:.2f}")
