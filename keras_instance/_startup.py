@@ -7,6 +7,14 @@ this module imports TensorFlow with file descriptor 2 pointed at a temporary fil
 back every line that is not one of those known start-up messages — anything else TensorFlow
 says (a real error, a GPU that fails to initialise on a machine that has one) still shows.
 KERAS_INSTANCE_TF_LOGS=1 leaves TensorFlow's output alone.
+
+It also turns on TensorFlow's BFC allocator for host memory (`use_bfc_cpu_allocator`), which
+TensorFlow enables by itself only where oneDNN is on by default (CPUs with AVX-512 VNNI and up).
+Elsewhere, e.g. on an AVX2-only AMD EPYC, every tensor above glibc's mmap threshold is a fresh
+mmap, zero-filled by page faults and unmapped again: building the MobileNetV2 feature cache spent
+as much time in the kernel as in the convolutions, and a training step ran 1.3× slower
+(docs/benchmarks.md). The allocator changes where buffers live, never what is computed.
+TF_CPU_ALLOCATOR_USE_BFC=false in the environment keeps TensorFlow's own choice.
 """
 from __future__ import annotations
 
@@ -35,7 +43,13 @@ def _is_noise(line: str, has_gpu: bool) -> bool:
                                                                   for n in _NO_GPU_NOISE))
 
 
+def use_bfc_cpu_allocator() -> None:
+    """Pool host allocations (read once, when TensorFlow creates its CPU allocator)."""
+    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+
 def import_tensorflow_quietly() -> None:
+    use_bfc_cpu_allocator()
     if os.environ.get("KERAS_INSTANCE_TF_LOGS") or "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
