@@ -3,12 +3,12 @@
     python benchmarks/host_allocator.py [--views 192] [--steps 60]
 
 keras_instance/_startup.py sets TF_CPU_ALLOCATOR_USE_BFC=true before TensorFlow loads, because
-TensorFlow pools host memory by itself only where oneDNN is on by default (CPUs with AVX-512
-VNNI and up). This times, in one child process per allocator (the choice is read once per
-process), the two workloads it changes most: the Stage I feature cache's MobileNetV2 inference
-(224 px, 64 views per call, as `training.feature_cache` runs it) and a Flickr-sized training
-step (`train_step.py`'s "sync BN, XLA" row at batch 64). Prints wall time, the process's user
-and system CPU time (page faults from fresh mmaps show as system time) and the ratios.
+TensorFlow pools host memory by itself only where its oneDNN kernels are on (by default: CPUs with
+VNNI, bfloat16 or AMX instructions). This times, in one child process per allocator (the choice is
+read once per process), the two workloads it changes most: the Stage I feature cache's MobileNetV2
+inference (224 px, 64 views per call, as `training.feature_cache` runs it) and a Flickr-sized
+training step (`train_step.py`'s "sync BN, XLA" row at batch 64). Prints wall time, the process's
+user and system CPU time (page faults from fresh mmaps show as system time) and the ratios.
 """
 import argparse
 import json

@@ -9,12 +9,13 @@ says (a real error, a GPU that fails to initialise on a machine that has one) st
 KERAS_INSTANCE_TF_LOGS=1 leaves TensorFlow's output alone.
 
 It also turns on TensorFlow's BFC allocator for host memory (`use_bfc_cpu_allocator`), which
-TensorFlow enables by itself only where oneDNN is on by default (CPUs with AVX-512 VNNI and up).
+TensorFlow enables by itself only where its oneDNN kernels are on (by default: CPUs with VNNI,
+bfloat16 or AMX instructions).
 Elsewhere, e.g. on an AVX2-only AMD EPYC, every tensor above glibc's mmap threshold is a fresh
 mmap, zero-filled by page faults and unmapped again: building the MobileNetV2 feature cache spent
 as much time in the kernel as in the convolutions, and a training step ran 1.3× slower
 (docs/benchmarks.md). The allocator changes where buffers live, never what is computed.
-TF_CPU_ALLOCATOR_USE_BFC=false in the environment keeps TensorFlow's own choice.
+A TF_CPU_ALLOCATOR_USE_BFC already in the environment is kept (false: the plain allocator).
 """
 from __future__ import annotations
 
