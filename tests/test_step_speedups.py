@@ -24,7 +24,7 @@ def test_train_step_benchmark_starts_quietly():
 
 def test_programs_pool_host_memory_in_tensorflows_bfc_allocator():
     """_startup turns on the BFC allocator for host memory before TensorFlow loads. TensorFlow
-    itself does so only where oneDNN is on by default (AVX-512 VNNI and up); on an AVX2-only
+    itself does so only where its oneDNN kernels are on (VNNI CPUs and up); on an AVX2-only
     CPU every big tensor was a fresh, page-faulted mmap (the feature cache ran 1.7× slower).
     Only a BFC allocator keeps statistics: get_memory_info raises for the plain one."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
