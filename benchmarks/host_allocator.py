@@ -47,10 +47,11 @@ def child(views: int, steps: int) -> dict:
     predict = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
     x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (64, 224, 224, 3)), tf.float32)
     predict(x).numpy()
+    calls = max(views // 64, 1)
     start = _usage()
-    for _ in range(max(views // 64, 1)):
+    for _ in range(calls):
         predict(x).numpy()
-    cache = _since(start, max(views // 64, 1) * 64)
+    cache = _since(start, calls * 64)
     start = _usage()
     rate, _ = train_step.measure(True, True, 64, steps)
     step = _since(start, 1)  # the whole measure(): build, compile and steps
